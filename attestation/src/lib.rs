@@ -2,6 +2,7 @@
 pub(crate) mod bytes;
 pub mod error;
 pub mod snp;
+pub mod tdx;
 pub mod types;
 pub(crate) mod x509;
 pub mod policy {

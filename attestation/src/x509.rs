@@ -200,6 +200,36 @@ impl PublicKey {
             })
     }
 
+    /// Checks a raw `r || s` ECDSA P-256/SHA-256 signature, the form Intel
+    /// uses in quotes and collateral JSON.
+    pub(crate) fn verify_p256_fixed(
+        &self,
+        message: &[u8],
+        signature: &[u8],
+        what: &str,
+    ) -> Result<()> {
+        let Self::P256(point) = self else {
+            return Err(Error::UnexpectedAlgorithm {
+                which: what.to_owned(),
+                expected: "EC P-256 public key",
+                found: "another key type".into(),
+            });
+        };
+        UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
+            .verify(message, signature)
+            .map_err(|_| Error::SignatureInvalid {
+                what: what.to_owned(),
+            })
+    }
+
+    /// A P-256 key from a raw 64-byte `x || y` (the quote's attestation key).
+    pub(crate) fn p256_from_raw(xy: &[u8; 64]) -> Self {
+        let mut point = Vec::with_capacity(65);
+        point.push(0x04);
+        point.extend_from_slice(xy);
+        Self::P256(point)
+    }
+
     fn bytes(&self) -> &[u8] {
         match self {
             Self::Rsa(b) | Self::P256(b) | Self::P384(b) => b,
@@ -588,6 +618,11 @@ impl Crl {
             &self.signature,
             &format!("{} signed by {}", self.label, issuer.label),
         )
+    }
+
+    /// When the CRL was issued.
+    pub(crate) fn this_update(&self) -> OffsetDateTime {
+        to_datetime(self.parsed.tbs_cert_list.this_update)
     }
 
     /// Fails unless thisUpdate <= `now` <= nextUpdate.

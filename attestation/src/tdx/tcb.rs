@@ -1,0 +1,301 @@
+//! The TCB status of a TDX platform: Intel's matching rules for the platform
+//! TCB level, the TDX module identity and the QE identity, and how the three
+//! statuses combine. The rules follow Intel's Quote Verification Library
+//! (`TcbLevelCheck`, `TdxModuleCheck`, `EnclaveReportVerifier`,
+//! `convergeTcbStatusWith*`). A platform that matches no level is an error:
+//! there is no default status.
+
+use serde::Serialize;
+
+use super::collateral::{IsvTcbLevel, TcbInfo, TcbLevel, TcbStatus, VerifiedTdxCollateral};
+use super::pck::PckExtensions;
+use super::quote::{QeReport, TdReport};
+use crate::error::{Error, Result};
+
+/// The outcome of TCB evaluation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TcbEvaluation {
+    /// The combined status.
+    pub status: TcbStatus,
+    /// Intel security advisories that apply (platform, TDX module, QE).
+    pub advisory_ids: Vec<String>,
+    /// Status of the matched platform TCB level alone.
+    pub platform_status: TcbStatus,
+    /// Status of the TDX module identity, when the module has one.
+    pub tdx_module_status: Option<TcbStatus>,
+    /// Status of the quoting enclave.
+    pub qe_status: TcbStatus,
+}
+
+pub(crate) fn evaluate(
+    collateral: &VerifiedTdxCollateral,
+    pck: &PckExtensions,
+    td: &TdReport,
+    qe: &QeReport,
+) -> Result<TcbEvaluation> {
+    let info = collateral.tcb_info();
+    if pck.fmspc.0 != info.fmspc {
+        return Err(Error::CollateralMismatch {
+            field: "FMSPC",
+            pck: pck.fmspc.to_string(),
+            collateral: hex::encode(info.fmspc),
+        });
+    }
+    if pck.pce_id != info.pce_id {
+        return Err(Error::CollateralMismatch {
+            field: "PCE ID",
+            pck: hex::encode(pck.pce_id),
+            collateral: hex::encode(info.pce_id),
+        });
+    }
+    let platform = match_platform_level(info, pck, td)?;
+    let module = check_tdx_module(info, td)?;
+    let (qe_status, qe_advisories) = check_qe_identity(collateral, qe)?;
+
+    let mut status = platform.tcb_status;
+    if let Some((module_status, _)) = &module {
+        status = converge(status, *module_status);
+    }
+    status = converge(status, qe_status);
+
+    let mut advisory_ids = Vec::new();
+    let module_advisories = module
+        .as_ref()
+        .map(|(_, a)| a.as_slice())
+        .unwrap_or_default();
+    for id in platform
+        .advisory_ids
+        .iter()
+        .chain(module_advisories)
+        .chain(qe_advisories.iter())
+    {
+        if !advisory_ids.contains(id) {
+            advisory_ids.push(id.clone());
+        }
+    }
+    Ok(TcbEvaluation {
+        status,
+        advisory_ids,
+        platform_status: platform.tcb_status,
+        tdx_module_status: module.map(|(s, _)| s),
+        qe_status,
+    })
+}
+
+/// Intel's ordering of TCB levels, highest first: SGX components, then PCE
+/// SVN, then TDX components, each compared lexicographically. The JSON order
+/// is not trusted.
+fn sorted_levels(info: &TcbInfo) -> Vec<&TcbLevel> {
+    let key = |l: &TcbLevel| {
+        (
+            l.tcb
+                .sgxtcbcomponents
+                .iter()
+                .map(|c| c.svn)
+                .collect::<Vec<_>>(),
+            l.tcb.pcesvn,
+            l.tcb
+                .tdxtcbcomponents
+                .iter()
+                .map(|c| c.svn)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let mut levels: Vec<&TcbLevel> = info.tcb_levels.iter().collect();
+    levels.sort_by_key(|l| core::cmp::Reverse(key(l)));
+    levels
+}
+
+/// The highest level whose SGX components and PCE SVN the PCK certificate
+/// meets and whose TDX components the TD's TEE_TCB_SVN meets. When the TDX
+/// module's major version (TEE_TCB_SVN[1]) is non-zero, its first two bytes
+/// are judged by the module identity instead and skipped here.
+fn match_platform_level<'a>(
+    info: &'a TcbInfo,
+    pck: &PckExtensions,
+    td: &TdReport,
+) -> Result<&'a TcbLevel> {
+    let skip = if td.tee_tcb_svn[1] > 0 { 2 } else { 0 };
+    sorted_levels(info)
+        .into_iter()
+        .find(|level| {
+            let sgx_ok = level
+                .tcb
+                .sgxtcbcomponents
+                .iter()
+                .zip(pck.sgx_components)
+                .all(|(required, have)| have >= required.svn)
+                && pck.pce_svn >= level.tcb.pcesvn;
+            let tdx_ok = level
+                .tcb
+                .tdxtcbcomponents
+                .iter()
+                .zip(td.tee_tcb_svn)
+                .skip(skip)
+                .all(|(required, have)| have >= required.svn);
+            sgx_ok && tdx_ok
+        })
+        .ok_or(Error::NoMatchingTcbLevel { which: "TCB info" })
+}
+
+/// The first level (by descending ISV SVN) that `svn` meets.
+fn isv_level(levels: &[IsvTcbLevel], svn: u16) -> Option<&IsvTcbLevel> {
+    let mut sorted: Vec<&IsvTcbLevel> = levels.iter().collect();
+    sorted.sort_by_key(|l| core::cmp::Reverse(l.tcb.isvsvn));
+    sorted.into_iter().find(|l| svn >= l.tcb.isvsvn)
+}
+
+/// Checks MRSIGNERSEAM and SEAMATTRIBUTES against the TDX module (identity)
+/// and, for a module with a major version, returns its TCB status.
+fn check_tdx_module(info: &TcbInfo, td: &TdReport) -> Result<Option<(TcbStatus, Vec<String>)>> {
+    let major = td.tee_tcb_svn[1];
+    let (mrsigner, attributes, mask, identity) = if major > 0 {
+        let id = format!("TDX_{major:02X}");
+        let identity = info
+            .tdx_module_identities
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .find(|m| m.id.eq_ignore_ascii_case(&id))
+            .ok_or_else(|| Error::TdxModuleMismatch {
+                field: "module identity",
+                found: id.clone(),
+                expected: "an identity in the TCB info's tdxModuleIdentities".into(),
+            })?;
+        (
+            identity.mrsigner,
+            identity.attributes,
+            identity.attributes_mask,
+            Some(identity),
+        )
+    } else {
+        (
+            info.tdx_module.mrsigner,
+            info.tdx_module.attributes,
+            info.tdx_module.attributes_mask,
+            None,
+        )
+    };
+    if td.mr_signer_seam != mrsigner {
+        return Err(Error::TdxModuleMismatch {
+            field: "MRSIGNERSEAM",
+            found: td.mr_signer_seam.to_string(),
+            expected: mrsigner.to_string(),
+        });
+    }
+    let masked: Vec<u8> = td
+        .seam_attributes
+        .iter()
+        .zip(mask)
+        .map(|(a, m)| a & m)
+        .collect();
+    if masked != attributes {
+        return Err(Error::TdxModuleMismatch {
+            field: "SEAMATTRIBUTES",
+            found: hex::encode(td.seam_attributes),
+            expected: hex::encode(attributes),
+        });
+    }
+    let Some(identity) = identity else {
+        return Ok(None);
+    };
+    let level = isv_level(&identity.tcb_levels, u16::from(td.tee_tcb_svn[0])).ok_or(
+        Error::NoMatchingTcbLevel {
+            which: "TDX module identity",
+        },
+    )?;
+    Ok(Some((level.tcb_status, level.advisory_ids.clone())))
+}
+
+/// Checks the QE report against Intel's QE identity and returns the QE's TCB
+/// status: UpToDate, Revoked, or OutOfDate for any other level status.
+fn check_qe_identity(
+    collateral: &VerifiedTdxCollateral,
+    qe: &QeReport,
+) -> Result<(TcbStatus, Vec<String>)> {
+    let id = collateral.qe_identity();
+    let masked_eq = |have: &[u8], mask: &[u8], want: &[u8]| {
+        have.len() == want.len()
+            && have
+                .iter()
+                .zip(mask)
+                .map(|(h, m)| h & m)
+                .eq(want.iter().copied())
+    };
+    if !masked_eq(&qe.miscselect, &id.miscselect_mask, &id.miscselect) {
+        return Err(Error::QeIdentityMismatch {
+            field: "MISCSELECT",
+            found: hex::encode(qe.miscselect),
+            expected: hex::encode(id.miscselect),
+        });
+    }
+    if !masked_eq(&qe.attributes, &id.attributes_mask, &id.attributes) {
+        return Err(Error::QeIdentityMismatch {
+            field: "ATTRIBUTES",
+            found: hex::encode(qe.attributes),
+            expected: hex::encode(id.attributes),
+        });
+    }
+    if qe.mr_signer != id.mrsigner {
+        return Err(Error::QeIdentityMismatch {
+            field: "MRSIGNER",
+            found: hex::encode(qe.mr_signer),
+            expected: hex::encode(id.mrsigner),
+        });
+    }
+    if qe.isv_prod_id != id.isvprodid {
+        return Err(Error::QeIdentityMismatch {
+            field: "ISVPRODID",
+            found: qe.isv_prod_id.to_string(),
+            expected: id.isvprodid.to_string(),
+        });
+    }
+    let level = isv_level(&id.tcb_levels, qe.isv_svn).ok_or(Error::NoMatchingTcbLevel {
+        which: "QE identity",
+    })?;
+    let status = match level.tcb_status {
+        TcbStatus::UpToDate => TcbStatus::UpToDate,
+        TcbStatus::Revoked => TcbStatus::Revoked,
+        _ => TcbStatus::OutOfDate,
+    };
+    Ok((status, level.advisory_ids.clone()))
+}
+
+/// Folds a component's status (TDX module or QE) into the platform's, as
+/// Intel's QVL does: an out-of-date component makes the platform out of date
+/// (keeping "configuration needed"), a revoked one revokes it.
+fn converge(platform: TcbStatus, component: TcbStatus) -> TcbStatus {
+    use TcbStatus::*;
+    match component {
+        Revoked => Revoked,
+        OutOfDate | OutOfDateConfigurationNeeded => match platform {
+            UpToDate | SWHardeningNeeded => OutOfDate,
+            ConfigurationNeeded | ConfigurationAndSWHardeningNeeded => OutOfDateConfigurationNeeded,
+            other => other,
+        },
+        _ => platform,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use TcbStatus::*;
+
+    #[test]
+    fn convergence_follows_intel() {
+        assert_eq!(converge(UpToDate, UpToDate), UpToDate);
+        assert_eq!(converge(SWHardeningNeeded, OutOfDate), OutOfDate);
+        assert_eq!(
+            converge(ConfigurationNeeded, OutOfDate),
+            OutOfDateConfigurationNeeded
+        );
+        assert_eq!(
+            converge(ConfigurationAndSWHardeningNeeded, OutOfDate),
+            OutOfDateConfigurationNeeded
+        );
+        assert_eq!(converge(OutOfDate, OutOfDate), OutOfDate);
+        assert_eq!(converge(ConfigurationNeeded, Revoked), Revoked);
+        assert_eq!(converge(ConfigurationNeeded, UpToDate), ConfigurationNeeded);
+    }
+}
