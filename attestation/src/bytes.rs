@@ -95,10 +95,6 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Lowercase hex, for claims and error messages.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    ::hex::encode(bytes)
-}
 
 #[cfg(test)]
 mod tests {

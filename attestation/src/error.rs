@@ -244,6 +244,14 @@ pub enum Error {
         /// What the TCB info expects.
         expected: String,
     },
+    /// Evidence of this kind cannot be verified without this endorsement.
+    #[error("{tee} evidence cannot be verified without {what}")]
+    MissingEndorsement {
+        /// The TEE.
+        tee: &'static str,
+        /// What must be supplied.
+        what: &'static str,
+    },
     /// The appraisal policy file is malformed.
     #[error("appraisal policy is invalid: {detail}")]
     InvalidPolicy {

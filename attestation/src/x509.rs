@@ -276,7 +276,6 @@ fn to_datetime(t: Time) -> OffsetDateTime {
 #[derive(Debug, Clone)]
 pub(crate) struct Certificate {
     label: String,
-    der: Vec<u8>,
     tbs: Vec<u8>,
     signature_algorithm: SignatureAlgorithm,
     signature: Vec<u8>,
@@ -318,7 +317,6 @@ impl Certificate {
         Ok(Self {
             label: label.to_owned(),
             tbs: parts.tbs.to_vec(),
-            der: der.to_vec(),
             signature_algorithm,
             signature,
             public_key,
@@ -347,11 +345,6 @@ impl Certificate {
     /// The name used in errors.
     pub(crate) fn label(&self) -> &str {
         &self.label
-    }
-
-    /// The exact DER bytes.
-    pub(crate) fn der(&self) -> &[u8] {
-        &self.der
     }
 
     /// The subject public key.
