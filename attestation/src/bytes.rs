@@ -95,7 +95,6 @@ impl<'a> Cursor<'a> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,12 +62,19 @@ impl Evidence {
     pub fn parse(bytes: &[u8]) -> Result<Self> {
         if bytes.len() > MAX_EVIDENCE_LEN {
             return Err(Error::UnknownEvidenceFormat {
-                detail: format!("{} bytes exceeds the {MAX_EVIDENCE_LEN}-byte limit", bytes.len()),
+                detail: format!(
+                    "{} bytes exceeds the {MAX_EVIDENCE_LEN}-byte limit",
+                    bytes.len()
+                ),
             });
         }
         let decoded;
         let raw = if looks_like_hex(bytes) {
-            let text: Vec<u8> = bytes.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+            let text: Vec<u8> = bytes
+                .iter()
+                .copied()
+                .filter(|b| !b.is_ascii_whitespace())
+                .collect();
             decoded = hex::decode(text).map_err(|e| Error::UnknownEvidenceFormat {
                 detail: format!("hex text that does not decode: {e}"),
             })?;
@@ -97,14 +104,19 @@ impl Evidence {
     }
 
     /// Verifies signatures, chains, bindings and validity at `now`.
-    pub fn verify(self, inputs: &EndorsementInputs<'_>, now: OffsetDateTime) -> Result<VerifiedEvidence> {
+    pub fn verify(
+        self,
+        inputs: &EndorsementInputs<'_>,
+        now: OffsetDateTime,
+    ) -> Result<VerifiedEvidence> {
         match self {
             Self::Snp(report) => {
                 let vek = inputs.vek.ok_or(Error::MissingEndorsement {
                     tee: "SNP",
                     what: "the VCEK or VLEK certificate",
                 })?;
-                let chain = SnpEndorsements::new(vek, inputs.cert_chain, inputs.amd_crl)?.verify(now)?;
+                let chain =
+                    SnpEndorsements::new(vek, inputs.cert_chain, inputs.amd_crl)?.verify(now)?;
                 report.verify(&chain, now).map(VerifiedEvidence::Snp)
             }
             Self::Tdx(quote) => {
@@ -112,7 +124,9 @@ impl Evidence {
                     .collateral
                     .map(|json| TdxCollateral::from_json(json)?.verify(now))
                     .transpose()?;
-                quote.verify(collateral.as_ref(), now).map(VerifiedEvidence::Tdx)
+                quote
+                    .verify(collateral.as_ref(), now)
+                    .map(VerifiedEvidence::Tdx)
             }
         }
     }
@@ -120,7 +134,9 @@ impl Evidence {
 
 fn looks_like_hex(bytes: &[u8]) -> bool {
     !bytes.is_empty()
-        && bytes.iter().all(|b| b.is_ascii_hexdigit() || b.is_ascii_whitespace())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_hexdigit() || b.is_ascii_whitespace())
         && bytes.iter().any(u8::is_ascii_hexdigit)
 }
 
@@ -131,7 +147,9 @@ fn detect(raw: &[u8]) -> Option<Tee> {
     if matches!(u16_at(0), Some(4 | 5)) && u16_at(2) == Some(2) {
         return Some(Tee::Tdx);
     }
-    let version = raw.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let version = raw
+        .get(..4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
     matches!(version, Some(1..=5)).then_some(Tee::Snp)
 }
 

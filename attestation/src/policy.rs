@@ -69,7 +69,10 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Reference<T> {
                 f.write_str("a list of accepted values, or \"any\"")
             }
 
-            fn visit_str<E: serde::de::Error>(self, word: &str) -> core::result::Result<Self::Value, E> {
+            fn visit_str<E: serde::de::Error>(
+                self,
+                word: &str,
+            ) -> core::result::Result<Self::Value, E> {
                 if word == "any" {
                     Ok(Reference::Any)
                 } else {
@@ -482,7 +485,10 @@ mod tests {
         assert!(err.to_string().contains("measurements"), "{err}");
 
         let empty = format!("[snp]\nmeasurements = []\n{}", &missing[6..]);
-        assert!(AppraisalPolicy::from_toml(&empty).unwrap_err().to_string().contains("empty list"));
+        assert!(AppraisalPolicy::from_toml(&empty)
+            .unwrap_err()
+            .to_string()
+            .contains("empty list"));
 
         let ok = format!("[snp]\nmeasurements = \"any\"\n{}", &missing[6..]);
         let p = AppraisalPolicy::from_toml(&ok).unwrap();

@@ -613,11 +613,6 @@ impl Crl {
         )
     }
 
-    /// When the CRL was issued.
-    pub(crate) fn this_update(&self) -> OffsetDateTime {
-        to_datetime(self.parsed.tbs_cert_list.this_update)
-    }
-
     /// Fails unless thisUpdate <= `now` <= nextUpdate.
     pub(crate) fn check_current(&self, now: OffsetDateTime) -> Result<()> {
         let tbs = &self.parsed.tbs_cert_list;

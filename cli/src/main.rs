@@ -1,1 +1,56 @@
-fn main() {}
+//! `cloister`: the command-line tool of Cloister's users, hospital platform
+//! teams, data owners and auditors. Today it verifies attestation evidence;
+//! `query`, `audit`, `seal`, `kbs`, `measure` and `policy` arrive with their
+//! crates.
+//!
+//! Exit codes: 0 success (accept), 1 rejection, 2 usage error or unreadable
+//! input.
+
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Cloister: confidential clinical AI you can verify.
+#[derive(Debug, Parser)]
+#[command(name = "cloister", version, about, propagate_version = true)]
+struct Cli {
+    /// More log output on stderr (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Verify SEV-SNP or TDX attestation evidence and appraise it against a policy.
+    Verify(verify::VerifyArgs),
+}
+
+/// Exit status for usage errors and unreadable files (clap uses it too).
+pub(crate) const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Verify(args) => match verify::run(&args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("cloister verify: {e:#}");
+                ExitCode::from(EXIT_USAGE)
+            }
+        },
+    }
+}

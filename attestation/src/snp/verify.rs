@@ -27,6 +27,7 @@ const OID_HW_ID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.37
 
 /// Which kind of versioned endorsement key signed the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum VekKind {
     /// Versioned Chip Endorsement Key: unique to one chip and TCB.
     Vcek,

@@ -434,19 +434,15 @@ impl VerifiedTdxCollateral {
         &self.collateral.pck_crl
     }
 
-    /// The oldest issue time among the signed documents and CRLs: the
-    /// collateral is as old as its oldest part.
+    /// When the TCB assessment was issued: the older of the TCB info and QE
+    /// identity issue dates. (CRLs are excluded: Intel reissues the root CA
+    /// CRL about yearly, and its own nextUpdate already bounds it.)
     pub fn issued(&self) -> OffsetDateTime {
         let c = &self.collateral;
-        [
-            c.tcb_info.body.issue_date,
-            c.qe_identity.body.issue_date,
-            c.root_ca_crl.this_update(),
-            c.pck_crl.this_update(),
-        ]
-        .into_iter()
-        .min()
-        .unwrap_or(c.tcb_info.body.issue_date)
+        c.tcb_info
+            .body
+            .issue_date
+            .min(c.qe_identity.body.issue_date)
     }
 
     /// The TCB evaluation data number: lets a policy demand recent collateral.
