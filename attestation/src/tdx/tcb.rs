@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use super::collateral::{IsvTcbLevel, TcbInfo, TcbLevel, TcbStatus, VerifiedTdxCollateral};
+use super::collateral::{IsvTcbLevel, QeIdentity, TcbInfo, TcbLevel, TcbStatus, VerifiedTdxCollateral};
 use super::pck::PckExtensions;
 use super::quote::{QeReport, TdReport};
 use crate::error::{Error, Result};
@@ -33,7 +33,16 @@ pub(crate) fn evaluate(
     td: &TdReport,
     qe: &QeReport,
 ) -> Result<TcbEvaluation> {
-    let info = collateral.tcb_info();
+    evaluate_with(collateral.tcb_info(), collateral.qe_identity(), pck, td, qe)
+}
+
+fn evaluate_with(
+    info: &TcbInfo,
+    qe_identity: &QeIdentity,
+    pck: &PckExtensions,
+    td: &TdReport,
+    qe: &QeReport,
+) -> Result<TcbEvaluation> {
     if pck.fmspc.0 != info.fmspc {
         return Err(Error::CollateralMismatch {
             field: "FMSPC",
@@ -50,7 +59,7 @@ pub(crate) fn evaluate(
     }
     let platform = match_platform_level(info, pck, td)?;
     let module = check_tdx_module(info, td)?;
-    let (qe_status, qe_advisories) = check_qe_identity(collateral, qe)?;
+    let (qe_status, qe_advisories) = check_qe_identity(qe_identity, qe)?;
 
     let mut status = platform.tcb_status;
     if let Some((module_status, _)) = &module {
@@ -209,11 +218,7 @@ fn check_tdx_module(info: &TcbInfo, td: &TdReport) -> Result<Option<(TcbStatus, 
 
 /// Checks the QE report against Intel's QE identity and returns the QE's TCB
 /// status: UpToDate, Revoked, or OutOfDate for any other level status.
-fn check_qe_identity(
-    collateral: &VerifiedTdxCollateral,
-    qe: &QeReport,
-) -> Result<(TcbStatus, Vec<String>)> {
-    let id = collateral.qe_identity();
+fn check_qe_identity(id: &QeIdentity, qe: &QeReport) -> Result<(TcbStatus, Vec<String>)> {
     let masked_eq = |have: &[u8], mask: &[u8], want: &[u8]| {
         have.len() == want.len()
             && have
@@ -280,16 +285,132 @@ fn converge(platform: TcbStatus, component: TcbStatus) -> TcbStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tdx::TdxQuote;
+    use crate::x509::Certificate;
     use TcbStatus::*;
+
+    const QUOTE: &[u8] = include_bytes!("../../tests/vectors/tdx/v4-phala/quote.bin");
+    const COLLATERAL: &[u8] = include_bytes!("../../tests/vectors/tdx/v4-phala/collateral.json");
+
+    /// The real TCB info, QE identity, PCK extensions, TD report and QE report.
+    fn real() -> (TcbInfo, QeIdentity, PckExtensions, TdReport, QeReport) {
+        let file: serde_json::Value = serde_json::from_slice(COLLATERAL).unwrap();
+        let info = serde_json::from_str(file["tcb_info"].as_str().unwrap()).unwrap();
+        let qe_identity = serde_json::from_str(file["qe_identity"].as_str().unwrap()).unwrap();
+        let quote = TdxQuote::parse(QUOTE).unwrap();
+        let pck = Certificate::from_der("PCK", &quote.pck_chain[0]).unwrap();
+        let pck = PckExtensions::from_certificate(&pck).unwrap();
+        (info, qe_identity, pck, quote.td_report, quote.qe_report)
+    }
+
+    #[test]
+    fn real_platform_is_up_to_date() {
+        let (info, qe_id, pck, td, qe) = real();
+        let e = evaluate_with(&info, &qe_id, &pck, &td, &qe).unwrap();
+        assert_eq!(e.status, UpToDate);
+        assert_eq!(e.tdx_module_status, Some(UpToDate));
+        assert_eq!(e.qe_status, UpToDate);
+    }
+
+    #[test]
+    fn lower_pce_svn_matches_the_out_of_date_level() {
+        let (info, qe_id, mut pck, td, qe) = real();
+        // Levels: UpToDate at pcesvn 11, OutOfDate at pcesvn 5.
+        pck.pce_svn = 10;
+        let e = evaluate_with(&info, &qe_id, &pck, &td, &qe).unwrap();
+        assert_eq!((e.status, e.platform_status), (OutOfDate, OutOfDate));
+        assert!(!e.advisory_ids.is_empty(), "the OutOfDate level lists advisories");
+    }
+
+    #[test]
+    fn no_matching_level_is_an_error_not_a_guess() {
+        let (info, qe_id, mut pck, td, qe) = real();
+        pck.pce_svn = 4;
+        assert_eq!(
+            evaluate_with(&info, &qe_id, &pck, &td, &qe),
+            Err(Error::NoMatchingTcbLevel { which: "TCB info" })
+        );
+        let (info, qe_id, mut pck, td, qe) = real();
+        pck.sgx_components = [0; 16];
+        assert_eq!(
+            evaluate_with(&info, &qe_id, &pck, &td, &qe),
+            Err(Error::NoMatchingTcbLevel { which: "TCB info" })
+        );
+    }
+
+    #[test]
+    fn old_tdx_module_makes_the_platform_out_of_date() {
+        let (info, qe_id, pck, mut td, qe) = real();
+        // TDX_01 levels: UpToDate from isvsvn 4, OutOfDate from 2.
+        td.tee_tcb_svn[0] = 3;
+        let e = evaluate_with(&info, &qe_id, &pck, &td, &qe).unwrap();
+        assert_eq!((e.status, e.platform_status, e.tdx_module_status), (OutOfDate, UpToDate, Some(OutOfDate)));
+        td.tee_tcb_svn[0] = 1;
+        assert_eq!(
+            evaluate_with(&info, &qe_id, &pck, &td, &qe),
+            Err(Error::NoMatchingTcbLevel { which: "TDX module identity" })
+        );
+    }
+
+    #[test]
+    fn unknown_module_and_wrong_module_signer_are_rejected() {
+        let (info, qe_id, pck, mut td, qe) = real();
+        td.tee_tcb_svn[1] = 9;
+        assert!(matches!(
+            evaluate_with(&info, &qe_id, &pck, &td, &qe),
+            Err(Error::TdxModuleMismatch { field: "module identity", .. })
+        ));
+        let (info, qe_id, pck, mut td, qe) = real();
+        td.mr_signer_seam.0[0] = 1;
+        assert!(matches!(
+            evaluate_with(&info, &qe_id, &pck, &td, &qe),
+            Err(Error::TdxModuleMismatch { field: "MRSIGNERSEAM", .. })
+        ));
+    }
+
+    #[test]
+    fn quoting_enclave_must_match_its_identity() {
+        let (info, qe_id, pck, td, mut qe) = real();
+        qe.isv_svn = 3;
+        assert_eq!(
+            evaluate_with(&info, &qe_id, &pck, &td, &qe),
+            Err(Error::NoMatchingTcbLevel { which: "QE identity" })
+        );
+        let (info, qe_id, pck, td, mut qe) = real();
+        qe.mr_signer[0] ^= 1;
+        assert!(matches!(
+            evaluate_with(&info, &qe_id, &pck, &td, &qe),
+            Err(Error::QeIdentityMismatch { field: "MRSIGNER", .. })
+        ));
+        let (info, qe_id, pck, td, mut qe) = real();
+        qe.isv_prod_id = 1;
+        assert!(matches!(
+            evaluate_with(&info, &qe_id, &pck, &td, &qe),
+            Err(Error::QeIdentityMismatch { field: "ISVPRODID", .. })
+        ));
+    }
+
+    #[test]
+    fn collateral_for_another_platform_is_rejected() {
+        let (info, qe_id, mut pck, td, qe) = real();
+        pck.fmspc.0[0] ^= 1;
+        assert!(matches!(
+            evaluate_with(&info, &qe_id, &pck, &td, &qe),
+            Err(Error::CollateralMismatch { field: "FMSPC", .. })
+        ));
+        let (info, qe_id, mut pck, td, qe) = real();
+        pck.pce_id = [0, 1];
+        assert!(matches!(
+            evaluate_with(&info, &qe_id, &pck, &td, &qe),
+            Err(Error::CollateralMismatch { field: "PCE ID", .. })
+        ));
+    }
 
     #[test]
     fn convergence_follows_intel() {
         assert_eq!(converge(UpToDate, UpToDate), UpToDate);
         assert_eq!(converge(SWHardeningNeeded, OutOfDate), OutOfDate);
-        assert_eq!(
-            converge(ConfigurationNeeded, OutOfDate),
-            OutOfDateConfigurationNeeded
-        );
+        assert_eq!(converge(ConfigurationNeeded, OutOfDate), OutOfDateConfigurationNeeded);
         assert_eq!(
             converge(ConfigurationAndSWHardeningNeeded, OutOfDate),
             OutOfDateConfigurationNeeded
