@@ -1,6 +1,8 @@
 //! One entry point for evidence of any supported kind: detect, verify,
 //! appraise, and express the outcome as a serialisable attestation result.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -60,39 +62,24 @@ impl Evidence {
     /// Detects the kind from the content and parses it. Accepts raw bytes or
     /// their hex encoding (whitespace ignored).
     pub fn parse(bytes: &[u8]) -> Result<Self> {
-        if bytes.len() > MAX_EVIDENCE_LEN {
-            return Err(Error::UnknownEvidenceFormat {
-                detail: format!(
-                    "{} bytes exceeds the {MAX_EVIDENCE_LEN}-byte limit",
-                    bytes.len()
-                ),
-            });
-        }
-        let decoded;
-        let raw = if looks_like_hex(bytes) {
-            let text: Vec<u8> = bytes
-                .iter()
-                .copied()
-                .filter(|b| !b.is_ascii_whitespace())
-                .collect();
-            decoded = hex::decode(text).map_err(|e| Error::UnknownEvidenceFormat {
-                detail: format!("hex text that does not decode: {e}"),
-            })?;
-            decoded.as_slice()
-        } else {
-            bytes
-        };
-        match detect(raw) {
-            Some(Tee::Tdx) => TdxQuote::parse(raw).map(Self::Tdx),
-            Some(Tee::Snp) => SnpReport::parse(raw).map(Self::Snp),
+        let raw = decode(bytes)?;
+        match detect(&raw) {
+            Some(Tee::Tdx) => TdxQuote::parse(&raw).map(Self::Tdx),
+            Some(Tee::Snp) => SnpReport::parse(&raw).map(Self::Snp),
             None => Err(Error::UnknownEvidenceFormat {
                 detail: format!(
                     "{} bytes starting {} are neither an SNP report nor a DCAP quote",
                     raw.len(),
-                    hex::encode(raw.get(..8).unwrap_or(raw))
+                    hex::encode(raw.get(..8).unwrap_or(&raw))
                 ),
             }),
         }
+    }
+
+    /// Which TEE the content looks like it came from, without parsing it:
+    /// lets a failure to parse still say what kind of evidence failed.
+    pub fn detect(bytes: &[u8]) -> Option<Tee> {
+        decode(bytes).ok().and_then(|raw| detect(&raw))
     }
 
     /// Which TEE produced it.
@@ -130,6 +117,31 @@ impl Evidence {
             }
         }
     }
+}
+
+/// Caps the size and undoes a hex encoding.
+fn decode(bytes: &[u8]) -> Result<Cow<'_, [u8]>> {
+    if bytes.len() > MAX_EVIDENCE_LEN {
+        return Err(Error::UnknownEvidenceFormat {
+            detail: format!(
+                "{} bytes exceeds the {MAX_EVIDENCE_LEN}-byte limit",
+                bytes.len()
+            ),
+        });
+    }
+    if !looks_like_hex(bytes) {
+        return Ok(Cow::Borrowed(bytes));
+    }
+    let text: Vec<u8> = bytes
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    hex::decode(text)
+        .map(Cow::Owned)
+        .map_err(|e| Error::UnknownEvidenceFormat {
+            detail: format!("hex text that does not decode: {e}"),
+        })
 }
 
 fn looks_like_hex(bytes: &[u8]) -> bool {
@@ -274,7 +286,7 @@ pub fn attest(
 ) -> AttestationResult {
     let parsed = match Evidence::parse(evidence) {
         Ok(parsed) => parsed,
-        Err(e) => return rejected(None, &e),
+        Err(e) => return rejected(Evidence::detect(evidence), &e),
     };
     let tee = parsed.tee();
     match parsed.verify(inputs, now) {

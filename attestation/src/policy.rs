@@ -504,4 +504,50 @@ mod tests {
         let err = AppraisalPolicy::from_toml(bad_status).unwrap_err();
         assert!(err.to_string().contains("unknown TCB status"), "{err}");
     }
+
+    #[test]
+    fn debug_evidence_is_rejected_unless_allowed() {
+        use crate::snp::{GuestPolicy, SnpReport};
+        use crate::tdx::TdxQuote;
+
+        let mut report = SnpReport::parse(include_bytes!(
+            "../tests/vectors/snp/milan-v2-virtee/report.bin"
+        ))
+        .unwrap();
+        report.policy = GuestPolicy(report.policy.0 | 1 << 19);
+        let snp = VerifiedSnpReport::for_policy_test(report);
+        let mut policy = AppraisalPolicy::report_only();
+        assert_eq!(policy.check_snp(&snp), vec![Violation::DebugNotAllowed]);
+        policy.allow_debug = true;
+        assert!(policy.check_snp(&snp).is_empty());
+
+        let mut quote =
+            TdxQuote::parse(include_bytes!("../tests/vectors/tdx/v4-phala/quote.bin")).unwrap();
+        quote.td_report.td_attributes[0] |= 1;
+        let tdx = VerifiedTdxQuote::for_policy_test(quote);
+        let now = OffsetDateTime::UNIX_EPOCH;
+        assert_eq!(
+            AppraisalPolicy::report_only().check_tdx(&tdx, now),
+            vec![Violation::DebugNotAllowed]
+        );
+        assert!(policy.check_tdx(&tdx, now).is_empty());
+    }
+
+    #[test]
+    fn migration_agent_is_rejected_unless_allowed() {
+        use crate::snp::{GuestPolicy, SnpReport};
+
+        let mut report = SnpReport::parse(include_bytes!(
+            "../tests/vectors/snp/milan-v2-virtee/report.bin"
+        ))
+        .unwrap();
+        report.policy = GuestPolicy(report.policy.0 | 1 << 18);
+        let snp = VerifiedSnpReport::for_policy_test(report);
+        let mut policy = AppraisalPolicy::report_only();
+        policy.snp.as_mut().unwrap().allow_migration_agent = false;
+        assert_eq!(
+            policy.check_snp(&snp),
+            vec![Violation::MigrationAgentNotAllowed]
+        );
+    }
 }

@@ -109,7 +109,17 @@ fn tdx_collateral_expired_after_next_update() {
         .unwrap()
         .verify(datetime!(2025-07-20 00:00:00 UTC))
         .unwrap_err();
-    assert!(matches!(err, Error::CollateralNotCurrent { .. }), "{err}");
+    // TCB info, QE identity and PCK CRL all expired on 2025-07-19; the TCB
+    // info is checked first.
+    match err {
+        Error::CollateralNotCurrent {
+            which, next_update, ..
+        } => {
+            assert_eq!(which, "TCB info");
+            assert_eq!(next_update, datetime!(2025-07-19 10:16:03 UTC));
+        }
+        other => panic!("unexpected {other}"),
+    }
 }
 
 #[test]
@@ -124,7 +134,436 @@ fn tdx_negative_vectors_fail_on_the_quote_signature() {
     }
 }
 
+const SECOND: Duration = Duration::SECOND;
+
 #[test]
-fn one_second_either_side_of_validity() {
-    let _ = Duration::SECOND;
+fn vcek_validity_is_enforced_to_the_second() {
+    // Milan VCEK: 2023-04-03 19:23:43 .. 2030-04-03 19:23:43 (both inclusive).
+    let not_before = datetime!(2023-04-03 19:23:43 UTC);
+    let not_after = datetime!(2030-04-03 19:23:43 UTC);
+    verify_snp(MILAN_REPORT, MILAN_VCEK, MILAN_CHAIN, not_before).unwrap();
+    verify_snp(MILAN_REPORT, MILAN_VCEK, MILAN_CHAIN, not_after).unwrap();
+    assert_eq!(
+        verify_snp(MILAN_REPORT, MILAN_VCEK, MILAN_CHAIN, not_before - SECOND).unwrap_err(),
+        Error::CertificateNotYetValid {
+            which: "VEK".into(),
+            not_before,
+            now: not_before - SECOND
+        }
+    );
+    assert_eq!(
+        verify_snp(MILAN_REPORT, MILAN_VCEK, MILAN_CHAIN, not_after + SECOND).unwrap_err(),
+        Error::CertificateExpired {
+            which: "VEK".into(),
+            not_after,
+            now: not_after + SECOND
+        }
+    );
+    // Turin VCEK: 2025-07-17 17:04:46 .. 2032-07-17 17:04:46.
+    let not_before = datetime!(2025-07-17 17:04:46 UTC);
+    verify_snp(TURIN_REPORT, TURIN_VCEK, TURIN_CHAIN, not_before).unwrap();
+    assert!(matches!(
+        verify_snp(TURIN_REPORT, TURIN_VCEK, TURIN_CHAIN, not_before - SECOND),
+        Err(Error::CertificateNotYetValid { .. })
+    ));
+}
+
+#[test]
+fn cached_chain_rechecks_validity_for_each_report() {
+    let chain = SnpEndorsements::new(MILAN_VCEK, Some(MILAN_CHAIN), None)
+        .unwrap()
+        .verify(SNP_NOW)
+        .unwrap();
+    let later = datetime!(2030-04-03 19:23:44 UTC);
+    assert!(matches!(
+        SnpReport::parse(MILAN_REPORT)
+            .unwrap()
+            .verify(&chain, later),
+        Err(Error::CertificateExpired { .. })
+    ));
+}
+
+#[test]
+fn tdx_collateral_window_is_enforced_to_the_second() {
+    let collateral = TdxCollateral::from_json(TDX_COLLATERAL).unwrap();
+    // Latest start: QE identity issueDate. Earliest end: PCK CRL nextUpdate.
+    let start = datetime!(2025-06-19 10:32:27 UTC);
+    let end = datetime!(2025-07-19 10:00:35 UTC);
+    collateral.verify(start).unwrap();
+    collateral.verify(end).unwrap();
+    match collateral.verify(start - SECOND).unwrap_err() {
+        Error::CollateralNotCurrent { which, .. } => assert_eq!(which, "QE identity"),
+        other => panic!("unexpected {other}"),
+    }
+    match collateral.verify(end + SECOND).unwrap_err() {
+        Error::CollateralNotCurrent { which, .. } => assert_eq!(which, "PCK CRL"),
+        other => panic!("unexpected {other}"),
+    }
+    // A cached verification is re-checked at each quote's time.
+    let verified = collateral.verify(TDX_NOW).unwrap();
+    assert!(matches!(
+        TdxQuote::parse(TDX_QUOTE)
+            .unwrap()
+            .verify(Some(&verified), end + SECOND),
+        Err(Error::CollateralNotCurrent { .. })
+    ));
+}
+
+#[test]
+fn pck_certificate_validity_is_enforced() {
+    // PCK leaf: notBefore 2025-02-06 23:25:51.
+    let not_before = datetime!(2025-02-06 23:25:51 UTC);
+    TdxQuote::parse(TDX_QUOTE)
+        .unwrap()
+        .verify(None, not_before)
+        .unwrap();
+    assert_eq!(
+        TdxQuote::parse(TDX_QUOTE)
+            .unwrap()
+            .verify(None, not_before - SECOND)
+            .unwrap_err(),
+        Error::CertificateNotYetValid {
+            which: "PCK certificate".into(),
+            not_before,
+            now: not_before - SECOND
+        }
+    );
+}
+
+/// Flips one bit in each field of the Milan report and checks the exact
+/// error: structure checks catch what they can, the signature the rest.
+#[test]
+fn every_snp_field_region_is_protected() {
+    let sig = || Error::SignatureInvalid {
+        what: "SNP report signed by VCEK".into(),
+    };
+    let cases: Vec<(usize, &str, Error)> = vec![
+        (0x04, "guest_svn", sig()),
+        (0x08, "policy ABI minor", sig()),
+        (0x10, "family_id", sig()),
+        (0x20, "image_id", sig()),
+        (0x30, "vmpl", sig()),
+        (0x38, "current_tcb", sig()),
+        (0x40, "platform_info", sig()),
+        (0x48, "flags: author key", sig()),
+        (0x50, "report_data", sig()),
+        (0x90, "measurement", sig()),
+        (0xC0, "host_data", sig()),
+        (0xE0, "id_key_digest", sig()),
+        (0x110, "author_key_digest", sig()),
+        (0x140, "report_id", sig()),
+        (0x160, "report_id_ma", sig()),
+        (
+            0x180,
+            "reported_tcb",
+            Error::TcbMismatch {
+                component: "boot loader",
+                certificate: 3,
+                report: 2,
+            },
+        ),
+        (
+            0x187,
+            "reported_tcb microcode",
+            Error::TcbMismatch {
+                component: "microcode",
+                certificate: 115,
+                report: 114,
+            },
+        ),
+        (0x1E0, "committed_tcb", sig()),
+        (0x1E8, "current build", sig()),
+        (0x1EC, "committed build", sig()),
+        (0x1F0, "launch_tcb", sig()),
+        (0x2A0, "signature R", sig()),
+        (0x2E8, "signature S", sig()),
+    ];
+    for (offset, field, expected) in cases {
+        let mut bad = MILAN_REPORT.to_vec();
+        bad[offset] ^= 1;
+        assert_eq!(
+            verify_snp(&bad, MILAN_VCEK, MILAN_CHAIN, SNP_NOW).unwrap_err(),
+            expected,
+            "{field}"
+        );
+    }
+    let mut bad = MILAN_REPORT.to_vec();
+    bad[0x1A0] ^= 1;
+    assert!(matches!(
+        verify_snp(&bad, MILAN_VCEK, MILAN_CHAIN, SNP_NOW),
+        Err(Error::HwIdMismatch { .. })
+    ));
+    let mut bad = MILAN_REPORT.to_vec();
+    bad[0x34] = 2;
+    assert!(matches!(
+        SnpReport::parse(&bad),
+        Err(Error::UnexpectedAlgorithm { .. })
+    ));
+    let mut bad = MILAN_REPORT.to_vec();
+    bad[0x48] = 1 << 2; // signed by a VLEK, says the report
+    assert_eq!(
+        verify_snp(&bad, MILAN_VCEK, MILAN_CHAIN, SNP_NOW).unwrap_err(),
+        Error::SigningKeyMismatch {
+            report: "VLEK",
+            certificate: "VCEK"
+        }
+    );
+    let mut bad = MILAN_REPORT.to_vec();
+    bad[0] = 3; // v3 layout: CPUID bytes are zero, no such processor
+    assert!(matches!(
+        SnpReport::parse(&bad),
+        Err(Error::InvalidField { field: "CPUID", .. })
+    ));
+    let mut bad = TURIN_REPORT.to_vec();
+    bad[0x200] ^= 1; // current_mit_vector, v5 only
+    assert_eq!(
+        verify_snp(&bad, TURIN_VCEK, TURIN_CHAIN, SNP_NOW).unwrap_err(),
+        Error::SignatureInvalid {
+            what: "SNP report signed by VCEK".into()
+        }
+    );
+}
+
+#[test]
+fn truncated_snp_reports_are_rejected_at_every_boundary() {
+    for len in [0, 4, 0x50, 0x90, 0x180, 0x1A0, 0x2A0, 0x2E8, 0x4A0 - 1] {
+        assert_eq!(
+            SnpReport::parse(&MILAN_REPORT[..len]).unwrap_err(),
+            Error::Truncated {
+                structure: "SNP report",
+                needed: 0x4A0,
+                found: len
+            }
+        );
+    }
+}
+
+#[test]
+fn truncated_tdx_quotes_are_rejected_at_every_length() {
+    // Every prefix: parse errors only, never a panic, never a success.
+    for len in 0..4936 {
+        assert!(TdxQuote::parse(&TDX_QUOTE[..len]).is_err(), "prefix {len}");
+    }
+    // Structure boundaries name the truncated structure.
+    for len in [0, 48, 632, 636] {
+        assert!(
+            matches!(
+                TdxQuote::parse(&TDX_QUOTE[..len]),
+                Err(Error::Truncated {
+                    structure: "TDX quote",
+                    ..
+                })
+            ),
+            "{len}"
+        );
+    }
+}
+
+#[test]
+fn wrong_product_chain_is_rejected() {
+    // Milan VCEK presented with the Turin ASK/ARK.
+    assert!(matches!(
+        SnpEndorsements::new(MILAN_VCEK, Some(TURIN_CHAIN), None)
+            .unwrap()
+            .verify(SNP_NOW),
+        Err(Error::IssuerMismatch { .. })
+    ));
+    // Turin report against a Milan chain: the report's CPUID disagrees.
+    assert_eq!(
+        verify_snp(TURIN_REPORT, MILAN_VCEK, MILAN_CHAIN, SNP_NOW).unwrap_err(),
+        Error::ProductMismatch {
+            expected: "Milan".into(),
+            source_of_claim: "the report's CPUID",
+            found: "Turin".into()
+        }
+    );
+}
+
+#[test]
+fn vcek_of_another_chip_is_rejected() {
+    // A genuine Turin VCEK cannot vouch for the Milan chip's report.
+    let err = verify_snp(MILAN_REPORT, TURIN_VCEK, TURIN_CHAIN, SNP_NOW).unwrap_err();
+    assert_eq!(
+        err,
+        Error::HwIdMismatch {
+            vek: "3b42092f69c656d3".into(),
+            report: hex::encode(&MILAN_REPORT[0x1A0..0x1E0])
+        }
+    );
+    assert!(err
+        .to_string()
+        .starts_with("VCEK hwID does not match report chip_id"));
+}
+
+#[test]
+fn chain_must_end_in_a_pinned_ark() {
+    let pem = String::from_utf8(MILAN_CHAIN.to_vec()).unwrap();
+    let end = "-----END CERTIFICATE-----";
+    let ask = &pem[..pem.find(end).unwrap() + end.len()];
+    let doubled = format!("{ask}\n{ask}\n");
+    assert!(matches!(
+        SnpEndorsements::new(MILAN_VCEK, Some(doubled.as_bytes()), None)
+            .unwrap()
+            .verify(SNP_NOW),
+        Err(Error::UntrustedRoot { .. })
+    ));
+    assert!(matches!(
+        SnpEndorsements::new(MILAN_VCEK, Some(ask.as_bytes()), None),
+        Err(Error::ChainLength { found: 1, .. })
+    ));
+}
+
+#[test]
+fn tdx_quote_internal_bindings_are_checked() {
+    let q = TdxQuote::parse(TDX_QUOTE).unwrap();
+    let sig_data = 636;
+    let qe_report = sig_data + 128 + 6;
+    let auth = qe_report + 384 + 64 + 2;
+    let cases: Vec<(usize, Error)> = vec![
+        (
+            qe_report + 10,
+            Error::SignatureInvalid {
+                what: "QE report signed by PCK certificate".into(),
+            },
+        ),
+        (
+            qe_report + 384,
+            Error::SignatureInvalid {
+                what: "QE report signed by PCK certificate".into(),
+            },
+        ),
+        (auth, Error::QeReportDataMismatch),
+        (sig_data + 64, Error::QeReportDataMismatch), // attestation key
+        (
+            48 + 520,
+            Error::SignatureInvalid {
+                what: "TDX quote signed by attestation key".into(),
+            },
+        ), // report_data
+    ];
+    for (offset, expected) in cases {
+        let mut bad = TDX_QUOTE.to_vec();
+        bad[offset] ^= 1;
+        assert_eq!(
+            TdxQuote::parse(&bad)
+                .unwrap()
+                .verify(None, TDX_NOW)
+                .unwrap_err(),
+            expected,
+            "offset {offset}"
+        );
+    }
+    assert_eq!(q.version, 4);
+}
+
+#[test]
+fn tdx_v5_layout_parses_and_its_descriptor_is_signed() {
+    // Re-frame the real v4 quote as v5 with a TD 1.0 body descriptor. The
+    // structure parses; the signature, which now covers the descriptor, fails.
+    let mut v5 = TDX_QUOTE[..48].to_vec();
+    v5[0] = 5;
+    v5.extend_from_slice(&2u16.to_le_bytes());
+    v5.extend_from_slice(&584u32.to_le_bytes());
+    v5.extend_from_slice(&TDX_QUOTE[48..]);
+    let parsed = TdxQuote::parse(&v5).unwrap();
+    assert_eq!(parsed.version, 5);
+    assert_eq!(parsed.td_report.tee_tcb_svn2, None);
+    assert_eq!(
+        parsed.verify(None, TDX_NOW).unwrap_err(),
+        Error::SignatureInvalid {
+            what: "TDX quote signed by attestation key".into()
+        }
+    );
+    // A TD 1.5 body (type 3) carries TEE_TCB_SVN2 and MRSERVICETD.
+    let mut v15 = TDX_QUOTE[..48].to_vec();
+    v15[0] = 5;
+    v15.extend_from_slice(&3u16.to_le_bytes());
+    v15.extend_from_slice(&648u32.to_le_bytes());
+    v15.extend_from_slice(&TDX_QUOTE[48..632]);
+    v15.extend_from_slice(&[7u8; 64]);
+    v15.extend_from_slice(&TDX_QUOTE[632..]);
+    let parsed = TdxQuote::parse(&v15).unwrap();
+    assert_eq!(parsed.td_report.tee_tcb_svn2, Some([7; 16]));
+    // A descriptor that lies about the body size is refused.
+    let mut bad = v5.clone();
+    bad[50] = 0;
+    assert!(matches!(
+        TdxQuote::parse(&bad),
+        Err(Error::InvalidField {
+            field: "body size",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn tdx_collateral_tampering_is_detected() {
+    let mut file: serde_json::Value = serde_json::from_slice(TDX_COLLATERAL).unwrap();
+    let tcb = file["tcb_info"]
+        .as_str()
+        .unwrap()
+        .replacen("OutOfDate", "UpToDate", 1);
+    file["tcb_info"] = tcb.into();
+    let tampered = serde_json::to_vec(&file).unwrap();
+    assert_eq!(
+        TdxCollateral::from_json(&tampered)
+            .unwrap()
+            .verify(TDX_NOW)
+            .unwrap_err(),
+        Error::SignatureInvalid {
+            what: "TCB info signed by the TCB signing certificate".into()
+        }
+    );
+
+    let mut file: serde_json::Value = serde_json::from_slice(TDX_COLLATERAL).unwrap();
+    let qe =
+        file["qe_identity"]
+            .as_str()
+            .unwrap()
+            .replacen("\"isvprodid\":2", "\"isvprodid\":3", 1);
+    file["qe_identity"] = qe.into();
+    let tampered = serde_json::to_vec(&file).unwrap();
+    assert_eq!(
+        TdxCollateral::from_json(&tampered)
+            .unwrap()
+            .verify(TDX_NOW)
+            .unwrap_err(),
+        Error::SignatureInvalid {
+            what: "QE identity signed by the TCB signing certificate".into()
+        }
+    );
+
+    // Swapping the two signatures breaks both.
+    let mut file: serde_json::Value = serde_json::from_slice(TDX_COLLATERAL).unwrap();
+    let (a, b) = (
+        file["tcb_info_signature"].clone(),
+        file["qe_identity_signature"].clone(),
+    );
+    file["tcb_info_signature"] = b;
+    file["qe_identity_signature"] = a;
+    assert!(matches!(
+        TdxCollateral::from_json(&serde_json::to_vec(&file).unwrap())
+            .unwrap()
+            .verify(TDX_NOW),
+        Err(Error::SignatureInvalid { .. })
+    ));
+
+    // The root CA CRL must be signed by the pinned root: replace it with the PCK CRL.
+    let mut file: serde_json::Value = serde_json::from_slice(TDX_COLLATERAL).unwrap();
+    file["root_ca_crl"] = file["pck_crl"].clone();
+    assert!(matches!(
+        TdxCollateral::from_json(&serde_json::to_vec(&file).unwrap())
+            .unwrap()
+            .verify(TDX_NOW),
+        Err(Error::IssuerMismatch { .. })
+    ));
+
+    assert!(matches!(
+        TdxCollateral::from_json(b"{}"),
+        Err(Error::Malformed { .. })
+    ));
+    assert!(matches!(
+        TdxCollateral::from_json(&TDX_COLLATERAL[..100]),
+        Err(Error::Malformed { .. })
+    ));
 }

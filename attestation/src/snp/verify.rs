@@ -371,6 +371,18 @@ pub struct VerifiedSnpReport {
 }
 
 impl VerifiedSnpReport {
+    /// A verified report made without verification, for policy unit tests
+    /// that need evidence no real chip would sign (debug mode, say).
+    #[cfg(test)]
+    pub(crate) fn for_policy_test(report: SnpReport) -> Self {
+        Self {
+            report,
+            product: Product::Milan,
+            kind: VekKind::Vcek,
+            product_name: "Milan-B0".into(),
+        }
+    }
+
     /// The verified report.
     pub fn report(&self) -> &SnpReport {
         &self.report

@@ -7,7 +7,9 @@
 
 use serde::Serialize;
 
-use super::collateral::{IsvTcbLevel, QeIdentity, TcbInfo, TcbLevel, TcbStatus, VerifiedTdxCollateral};
+use super::collateral::{
+    IsvTcbLevel, QeIdentity, TcbInfo, TcbLevel, TcbStatus, VerifiedTdxCollateral,
+};
 use super::pck::PckExtensions;
 use super::quote::{QeReport, TdReport};
 use crate::error::{Error, Result};
@@ -319,7 +321,10 @@ mod tests {
         pck.pce_svn = 10;
         let e = evaluate_with(&info, &qe_id, &pck, &td, &qe).unwrap();
         assert_eq!((e.status, e.platform_status), (OutOfDate, OutOfDate));
-        assert!(!e.advisory_ids.is_empty(), "the OutOfDate level lists advisories");
+        assert!(
+            !e.advisory_ids.is_empty(),
+            "the OutOfDate level lists advisories"
+        );
     }
 
     #[test]
@@ -344,11 +349,16 @@ mod tests {
         // TDX_01 levels: UpToDate from isvsvn 4, OutOfDate from 2.
         td.tee_tcb_svn[0] = 3;
         let e = evaluate_with(&info, &qe_id, &pck, &td, &qe).unwrap();
-        assert_eq!((e.status, e.platform_status, e.tdx_module_status), (OutOfDate, UpToDate, Some(OutOfDate)));
+        assert_eq!(
+            (e.status, e.platform_status, e.tdx_module_status),
+            (OutOfDate, UpToDate, Some(OutOfDate))
+        );
         td.tee_tcb_svn[0] = 1;
         assert_eq!(
             evaluate_with(&info, &qe_id, &pck, &td, &qe),
-            Err(Error::NoMatchingTcbLevel { which: "TDX module identity" })
+            Err(Error::NoMatchingTcbLevel {
+                which: "TDX module identity"
+            })
         );
     }
 
@@ -358,13 +368,19 @@ mod tests {
         td.tee_tcb_svn[1] = 9;
         assert!(matches!(
             evaluate_with(&info, &qe_id, &pck, &td, &qe),
-            Err(Error::TdxModuleMismatch { field: "module identity", .. })
+            Err(Error::TdxModuleMismatch {
+                field: "module identity",
+                ..
+            })
         ));
         let (info, qe_id, pck, mut td, qe) = real();
         td.mr_signer_seam.0[0] = 1;
         assert!(matches!(
             evaluate_with(&info, &qe_id, &pck, &td, &qe),
-            Err(Error::TdxModuleMismatch { field: "MRSIGNERSEAM", .. })
+            Err(Error::TdxModuleMismatch {
+                field: "MRSIGNERSEAM",
+                ..
+            })
         ));
     }
 
@@ -374,19 +390,27 @@ mod tests {
         qe.isv_svn = 3;
         assert_eq!(
             evaluate_with(&info, &qe_id, &pck, &td, &qe),
-            Err(Error::NoMatchingTcbLevel { which: "QE identity" })
+            Err(Error::NoMatchingTcbLevel {
+                which: "QE identity"
+            })
         );
         let (info, qe_id, pck, td, mut qe) = real();
         qe.mr_signer[0] ^= 1;
         assert!(matches!(
             evaluate_with(&info, &qe_id, &pck, &td, &qe),
-            Err(Error::QeIdentityMismatch { field: "MRSIGNER", .. })
+            Err(Error::QeIdentityMismatch {
+                field: "MRSIGNER",
+                ..
+            })
         ));
         let (info, qe_id, pck, td, mut qe) = real();
         qe.isv_prod_id = 1;
         assert!(matches!(
             evaluate_with(&info, &qe_id, &pck, &td, &qe),
-            Err(Error::QeIdentityMismatch { field: "ISVPRODID", .. })
+            Err(Error::QeIdentityMismatch {
+                field: "ISVPRODID",
+                ..
+            })
         ));
     }
 
@@ -402,7 +426,10 @@ mod tests {
         pck.pce_id = [0, 1];
         assert!(matches!(
             evaluate_with(&info, &qe_id, &pck, &td, &qe),
-            Err(Error::CollateralMismatch { field: "PCE ID", .. })
+            Err(Error::CollateralMismatch {
+                field: "PCE ID",
+                ..
+            })
         ));
     }
 
@@ -410,7 +437,10 @@ mod tests {
     fn convergence_follows_intel() {
         assert_eq!(converge(UpToDate, UpToDate), UpToDate);
         assert_eq!(converge(SWHardeningNeeded, OutOfDate), OutOfDate);
-        assert_eq!(converge(ConfigurationNeeded, OutOfDate), OutOfDateConfigurationNeeded);
+        assert_eq!(
+            converge(ConfigurationNeeded, OutOfDate),
+            OutOfDateConfigurationNeeded
+        );
         assert_eq!(
             converge(ConfigurationAndSWHardeningNeeded, OutOfDate),
             OutOfDateConfigurationNeeded

@@ -97,6 +97,18 @@ pub struct VerifiedTdxQuote {
 }
 
 impl VerifiedTdxQuote {
+    /// A verified quote made without verification, for policy unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_policy_test(quote: TdxQuote) -> Self {
+        Self {
+            quote,
+            fmspc: Fmspc([0; 6]),
+            pce_id: [0; 2],
+            tcb: None,
+            collateral_issued: None,
+        }
+    }
+
     /// The verified quote.
     pub fn quote(&self) -> &TdxQuote {
         &self.quote
