@@ -39,10 +39,10 @@ impl Tee {
 /// Parsed, unverified evidence of a detected kind.
 #[derive(Debug, Clone)]
 pub enum Evidence {
-    /// An SEV-SNP attestation report.
-    Snp(SnpReport),
+    /// An SEV-SNP attestation report (boxed, like the quote: both are large).
+    Snp(Box<SnpReport>),
     /// A TDX DCAP quote.
-    Tdx(TdxQuote),
+    Tdx(Box<TdxQuote>),
 }
 
 /// The endorsements that may accompany evidence, as raw file contents.
@@ -64,8 +64,8 @@ impl Evidence {
     pub fn parse(bytes: &[u8]) -> Result<Self> {
         let raw = decode(bytes)?;
         match detect(&raw) {
-            Some(Tee::Tdx) => TdxQuote::parse(&raw).map(Self::Tdx),
-            Some(Tee::Snp) => SnpReport::parse(&raw).map(Self::Snp),
+            Some(Tee::Tdx) => TdxQuote::parse(&raw).map(|q| Self::Tdx(Box::new(q))),
+            Some(Tee::Snp) => SnpReport::parse(&raw).map(|r| Self::Snp(Box::new(r))),
             None => Err(Error::UnknownEvidenceFormat {
                 detail: format!(
                     "{} bytes starting {} are neither an SNP report nor a DCAP quote",
@@ -104,7 +104,9 @@ impl Evidence {
                 })?;
                 let chain =
                     SnpEndorsements::new(vek, inputs.cert_chain, inputs.amd_crl)?.verify(now)?;
-                report.verify(&chain, now).map(VerifiedEvidence::Snp)
+                report
+                    .verify(&chain, now)
+                    .map(|v| VerifiedEvidence::Snp(Box::new(v)))
             }
             Self::Tdx(quote) => {
                 let collateral = inputs
@@ -113,7 +115,7 @@ impl Evidence {
                     .transpose()?;
                 quote
                     .verify(collateral.as_ref(), now)
-                    .map(VerifiedEvidence::Tdx)
+                    .map(|v| VerifiedEvidence::Tdx(Box::new(v)))
             }
         }
     }
@@ -155,23 +157,28 @@ fn looks_like_hex(bytes: &[u8]) -> bool {
 /// SNP reports start with a little-endian u32 version; DCAP quotes with a u16
 /// version, the u16 attestation key type 2 and the u32 TEE type 0x81.
 fn detect(raw: &[u8]) -> Option<Tee> {
-    let u16_at = |i: usize| raw.get(i..i + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u16_at = |i: usize| {
+        raw.get(i..i + 2)
+            .and_then(|b| b.try_into().ok())
+            .map(u16::from_le_bytes)
+    };
     if matches!(u16_at(0), Some(4 | 5)) && u16_at(2) == Some(2) {
         return Some(Tee::Tdx);
     }
     let version = raw
         .get(..4)
-        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_le_bytes);
     matches!(version, Some(1..=5)).then_some(Tee::Snp)
 }
 
 /// Evidence whose signatures, chains and bindings verified.
 #[derive(Debug, Clone)]
 pub enum VerifiedEvidence {
-    /// A verified SNP report.
-    Snp(VerifiedSnpReport),
+    /// A verified SNP report (boxed, like the quote: both are large).
+    Snp(Box<VerifiedSnpReport>),
     /// A verified TDX quote.
-    Tdx(VerifiedTdxQuote),
+    Tdx(Box<VerifiedTdxQuote>),
 }
 
 impl VerifiedEvidence {
