@@ -2,7 +2,12 @@
 //! case that accepts and one that rejects with the exact violation.
 
 // Test helpers may unwrap and panic: a failure is the test failing.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use cloister_attestation::evidence::{
     attest, EndorsementInputs, Evidence, Tee, Verdict, VerifiedEvidence,

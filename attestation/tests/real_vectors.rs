@@ -1,7 +1,12 @@
 //! Every case in tests/vectors/PROVENANCE.md, on real hardware evidence.
 
 // Test helpers may unwrap and panic: a failure is the test failing.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use cloister_attestation::error::Error;
 use cloister_attestation::snp::{Product, SnpEndorsements, SnpReport, VekKind};
@@ -567,6 +572,26 @@ fn tdx_collateral_tampering_is_detected() {
     ));
     assert!(matches!(
         TdxCollateral::from_json(&TDX_COLLATERAL[..100]),
+        Err(Error::Malformed { .. })
+    ));
+}
+
+#[test]
+fn amd_crl_must_be_signed_by_the_ark() {
+    // No AMD CRL is among the vectors; a genuine CRL from another issuer (the
+    // Intel root CA CRL) must be refused, not ignored.
+    let file: serde_json::Value = serde_json::from_slice(TDX_COLLATERAL).unwrap();
+    let crl = hex::decode(file["root_ca_crl"].as_str().unwrap()).unwrap();
+    let err = SnpEndorsements::new(MILAN_VCEK, Some(MILAN_CHAIN), Some(&crl))
+        .unwrap()
+        .verify(SNP_NOW)
+        .unwrap_err();
+    match err {
+        Error::IssuerMismatch { which, .. } => assert_eq!(which, "AMD CRL"),
+        other => panic!("unexpected {other}"),
+    }
+    assert!(matches!(
+        SnpEndorsements::new(MILAN_VCEK, Some(MILAN_CHAIN), Some(b"not a crl")),
         Err(Error::Malformed { .. })
     ));
 }

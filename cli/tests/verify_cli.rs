@@ -2,7 +2,12 @@
 //! the documented exit codes and JSON contract.
 
 // Test helpers may unwrap and panic: a failure is the test failing.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
