@@ -17,6 +17,6 @@ for target in snp_report tdx_quote tdx_collateral certificates; do
     tail -40 "$log"
     exit 1
   fi
-  runs=$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}')
+  runs=$(grep -aE '^stat::number_of_executed_units' "$log" | awk '{print $2}')
   echo "fuzz $target: ${seconds}s, ${runs:-?} executions, no crash"
 done

@@ -237,33 +237,69 @@ impl PublicKey {
     }
 }
 
-/// The three parts of a signed DER object, with the signed part as it was on
-/// the wire.
-struct SignedParts<'a> {
-    tbs: &'a [u8],
-    algorithm: AlgorithmIdentifierOwned,
-    signature: BitString,
+/// The signed part of a certificate or CRL as it was on the wire, with the
+/// algorithm and signature that cover it.
+#[derive(Debug, Clone)]
+struct Signed {
+    tbs: Vec<u8>,
+    algorithm: SignatureAlgorithm,
+    /// The outer AlgorithmIdentifier, to compare with the signed inner one.
+    algorithm_identifier: AlgorithmIdentifierOwned,
+    signature: Vec<u8>,
 }
 
-fn split_signed<'a>(which: &str, der: &'a [u8]) -> Result<SignedParts<'a>> {
-    let malformed = |e: der::Error| Error::Malformed {
-        which: which.to_owned(),
-        detail: e.to_string(),
-    };
-    let mut reader = SliceReader::new(der).map_err(malformed)?;
-    let parts = reader
-        .sequence(|r| {
-            let tbs = r.tlv_bytes()?;
-            let algorithm = AlgorithmIdentifierOwned::decode(r)?;
-            let signature = BitString::decode(r)?;
-            Ok(SignedParts {
-                tbs,
-                algorithm,
-                signature,
+impl Signed {
+    /// Splits `SEQUENCE { tbs, AlgorithmIdentifier, BIT STRING }` without
+    /// re-encoding anything, after bounding the input's size.
+    fn parse(which: &str, der: &[u8]) -> Result<Self> {
+        let malformed = |detail: String| Error::Malformed {
+            which: which.to_owned(),
+            detail,
+        };
+        if der.len() > MAX_DER_LEN {
+            return Err(malformed(format!(
+                "{} bytes exceeds the {MAX_DER_LEN}-byte limit",
+                der.len()
+            )));
+        }
+        let mut reader = SliceReader::new(der).map_err(|e| malformed(e.to_string()))?;
+        let (tbs, algorithm_identifier, signature) = reader
+            .sequence(|r| {
+                let tbs = r.tlv_bytes()?;
+                let algorithm = AlgorithmIdentifierOwned::decode(r)?;
+                let signature = BitString::decode(r)?;
+                Ok((tbs, algorithm, signature))
             })
+            .map_err(|e| malformed(e.to_string()))?;
+        reader.finish(()).map_err(|e| malformed(e.to_string()))?;
+        Ok(Self {
+            tbs: tbs.to_vec(),
+            algorithm: SignatureAlgorithm::from_identifier(which, &algorithm_identifier)?,
+            algorithm_identifier,
+            signature: signature
+                .as_bytes()
+                .ok_or_else(|| malformed("signature BIT STRING has unused bits".into()))?
+                .to_vec(),
         })
-        .map_err(malformed)?;
-    reader.finish(parts).map_err(malformed)
+    }
+
+    /// Fails unless the algorithm inside the signed part equals the outer one
+    /// (RFC 5280 4.1.1.2, 5.1.1.2).
+    fn check_inner_algorithm(&self, which: &str, inner: &AlgorithmIdentifierOwned) -> Result<()> {
+        if inner == &self.algorithm_identifier {
+            Ok(())
+        } else {
+            Err(Error::Malformed {
+                which: which.to_owned(),
+                detail: "inner and outer signature algorithms differ".into(),
+            })
+        }
+    }
+
+    /// Checks the signature with the issuer's key.
+    fn verify(&self, issuer_key: &PublicKey, what: &str) -> Result<()> {
+        issuer_key.verify(self.algorithm, &self.tbs, &self.signature, what)
+    }
 }
 
 fn to_datetime(t: Time) -> OffsetDateTime {
@@ -272,13 +308,11 @@ fn to_datetime(t: Time) -> OffsetDateTime {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-/// A parsed certificate that remembers its exact bytes.
+/// A parsed certificate that remembers its exact signed bytes.
 #[derive(Debug, Clone)]
 pub(crate) struct Certificate {
     label: String,
-    tbs: Vec<u8>,
-    signature_algorithm: SignatureAlgorithm,
-    signature: Vec<u8>,
+    signed: Signed,
     public_key: PublicKey,
     parsed: x509_cert::Certificate,
 }
@@ -286,39 +320,17 @@ pub(crate) struct Certificate {
 impl Certificate {
     /// Parses DER; `label` names the certificate in errors ("VCEK", "PCK leaf").
     pub(crate) fn from_der(label: &str, der: &[u8]) -> Result<Self> {
-        if der.len() > MAX_DER_LEN {
-            return Err(Error::Malformed {
-                which: label.to_owned(),
-                detail: format!("{} bytes exceeds the {MAX_DER_LEN}-byte limit", der.len()),
-            });
-        }
-        let parts = split_signed(label, der)?;
+        let signed = Signed::parse(label, der)?;
         let parsed = x509_cert::Certificate::from_der(der).map_err(|e| Error::Malformed {
             which: label.to_owned(),
             detail: e.to_string(),
         })?;
-        if parsed.tbs_certificate.signature != parts.algorithm {
-            return Err(Error::Malformed {
-                which: label.to_owned(),
-                detail: "inner and outer signature algorithms differ".into(),
-            });
-        }
-        let signature_algorithm = SignatureAlgorithm::from_identifier(label, &parts.algorithm)?;
-        let signature = parts
-            .signature
-            .as_bytes()
-            .ok_or_else(|| Error::Malformed {
-                which: label.to_owned(),
-                detail: "signature BIT STRING has unused bits".into(),
-            })?
-            .to_vec();
+        signed.check_inner_algorithm(label, &parsed.tbs_certificate.signature)?;
         let public_key =
             PublicKey::from_spki(label, &parsed.tbs_certificate.subject_public_key_info)?;
         Ok(Self {
             label: label.to_owned(),
-            tbs: parts.tbs.to_vec(),
-            signature_algorithm,
-            signature,
+            signed,
             public_key,
             parsed,
         })
@@ -471,10 +483,8 @@ impl Certificate {
                 which: issuer.label.clone(),
             });
         }
-        issuer.public_key.verify(
-            self.signature_algorithm,
-            &self.tbs,
-            &self.signature,
+        self.signed.verify(
+            &issuer.public_key,
             &format!("{} signed by {}", self.label, issuer.label),
         )
     }
@@ -537,40 +547,22 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 #[derive(Debug, Clone)]
 pub(crate) struct Crl {
     label: String,
-    tbs: Vec<u8>,
-    signature_algorithm: SignatureAlgorithm,
-    signature: Vec<u8>,
+    signed: Signed,
     parsed: CertificateList,
 }
 
 impl Crl {
-    /// Parses DER (or one PEM `X509 CRL` block).
+    /// Parses DER.
     pub(crate) fn from_der(label: &str, der: &[u8]) -> Result<Self> {
-        if der.len() > MAX_DER_LEN {
-            return Err(Error::Malformed {
-                which: label.to_owned(),
-                detail: format!("{} bytes exceeds the {MAX_DER_LEN}-byte limit", der.len()),
-            });
-        }
-        let parts = split_signed(label, der)?;
+        let signed = Signed::parse(label, der)?;
         let parsed = CertificateList::from_der(der).map_err(|e| Error::Malformed {
             which: label.to_owned(),
             detail: e.to_string(),
         })?;
-        let signature_algorithm = SignatureAlgorithm::from_identifier(label, &parts.algorithm)?;
-        let signature = parts
-            .signature
-            .as_bytes()
-            .ok_or_else(|| Error::Malformed {
-                which: label.to_owned(),
-                detail: "signature BIT STRING has unused bits".into(),
-            })?
-            .to_vec();
+        signed.check_inner_algorithm(label, &parsed.tbs_cert_list.signature)?;
         Ok(Self {
             label: label.to_owned(),
-            tbs: parts.tbs.to_vec(),
-            signature_algorithm,
-            signature,
+            signed,
             parsed,
         })
     }
@@ -605,10 +597,8 @@ impl Crl {
                 found: issuer.subject(),
             });
         }
-        issuer.public_key.verify(
-            self.signature_algorithm,
-            &self.tbs,
-            &self.signature,
+        self.signed.verify(
+            &issuer.public_key,
             &format!("{} signed by {}", self.label, issuer.label),
         )
     }

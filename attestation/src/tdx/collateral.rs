@@ -108,11 +108,8 @@ pub(crate) struct TdxModule {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct TdxModuleIdentity {
     pub(crate) id: String,
-    pub(crate) mrsigner: Measurement,
-    #[serde(with = "hex::serde")]
-    pub(crate) attributes: [u8; 8],
-    #[serde(with = "hex::serde")]
-    pub(crate) attributes_mask: [u8; 8],
+    #[serde(flatten)]
+    pub(crate) module: TdxModule,
     pub(crate) tcb_levels: Vec<IsvTcbLevel>,
 }
 

@@ -174,9 +174,9 @@ fn check_tdx_module(info: &TcbInfo, td: &TdReport) -> Result<Option<(TcbStatus, 
                 expected: "an identity in the TCB info's tdxModuleIdentities".into(),
             })?;
         (
-            identity.mrsigner,
-            identity.attributes,
-            identity.attributes_mask,
+            identity.module.mrsigner,
+            identity.module.attributes,
+            identity.module.attributes_mask,
             Some(identity),
         )
     } else {
