@@ -154,6 +154,7 @@ impl SnpEndorsements {
             crl.verify_signature(&self.ark)?;
             crl.check_not_revoked(&self.intermediate)?;
         }
+        tracing::debug!(%product, kind = kind.name(), %product_name, crl = self.crl.is_some(), "SNP VEK chain verified to pinned ARK");
         let chain = VerifiedSnpChain {
             product,
             kind,
@@ -351,6 +352,7 @@ impl SnpReport {
             .map_err(|_| Error::SignatureInvalid {
                 what: format!("SNP report signed by {}", chain.kind.name()),
             })?;
+        tracing::debug!(version = self.version, measurement = %self.measurement, "SNP report verified");
         Ok(VerifiedSnpReport {
             report: self,
             product: chain.product,

@@ -329,6 +329,11 @@ impl TdxCollateral {
         self.root_ca_crl.check_not_revoked(pck_ca)?;
         self.pck_crl.verify(pck_ca, now)?;
 
+        tracing::debug!(
+            fmspc = %hex::encode(info.fmspc),
+            tcb_evaluation_data_number = info.tcb_evaluation_data_number,
+            "TDX collateral verified to pinned Intel root"
+        );
         Ok(VerifiedTdxCollateral {
             collateral: self.clone(),
         })

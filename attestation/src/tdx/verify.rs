@@ -75,6 +75,12 @@ impl TdxQuote {
                 )?)
             }
         };
+        tracing::debug!(
+            version = self.version,
+            mrtd = %self.td_report.mr_td,
+            tcb_status = tcb.as_ref().map(|t| t.status.as_str()),
+            "TDX quote verified"
+        );
         Ok(VerifiedTdxQuote {
             collateral_issued: collateral.map(VerifiedTdxCollateral::issued),
             quote: self,
