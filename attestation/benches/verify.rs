@@ -1,6 +1,6 @@
 //! Verification cost of one SNP report and one TDX quote, with endorsements
 //! cached and fresh, each beside the bare cost of the signature checks it
-//! needs (ring, on the same real vectors). The gap between a path and its
+//! needs (aws-lc-rs, on the same real vectors). The gap between a path and its
 //! baseline is what parsing, chain logic and TCB evaluation cost.
 //!
 //! Run: `cargo bench -p cloister-attestation --bench verify`
@@ -14,11 +14,11 @@
 
 use std::hint::black_box;
 
+use aws_lc_rs::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
 use cloister_attestation::snp::{SnpEndorsements, SnpReport};
 use cloister_attestation::tdx::{TdxCollateral, TdxQuote};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use der::{Decode, Encode};
-use ring::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
 use time::macros::datetime;
 
 const MILAN_REPORT: &[u8] = include_bytes!("../tests/vectors/snp/milan-v2-virtee/report.bin");

@@ -6,9 +6,9 @@
 //! are the few the AMD and Intel chains use and nothing else, and every
 //! failure names the certificate it concerns.
 
+use aws_lc_rs::signature::{self, UnparsedPublicKey};
 use der::asn1::{BitString, ObjectIdentifier};
 use der::{Decode, Reader, SliceReader};
-use ring::signature::{self, UnparsedPublicKey};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use x509_cert::crl::CertificateList;
@@ -106,7 +106,7 @@ impl SignatureAlgorithm {
     }
 }
 
-/// A public key in the form `ring` verifies with.
+/// A public key in the form aws-lc-rs verifies with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum PublicKey {
     /// PKCS#1 RSAPublicKey DER.
@@ -175,7 +175,7 @@ impl PublicKey {
         signature: &[u8],
         what: &str,
     ) -> Result<()> {
-        let ring_alg: &dyn signature::VerificationAlgorithm = match (alg, self) {
+        let algorithm: &dyn signature::VerificationAlgorithm = match (alg, self) {
             (SignatureAlgorithm::RsaPssSha384, Self::Rsa(_)) => {
                 &signature::RSA_PSS_2048_8192_SHA384
             }
@@ -193,7 +193,7 @@ impl PublicKey {
                 })
             }
         };
-        UnparsedPublicKey::new(ring_alg, self.bytes())
+        UnparsedPublicKey::new(algorithm, self.bytes())
             .verify(message, signature)
             .map_err(|_| Error::SignatureInvalid {
                 what: what.to_owned(),

@@ -6,9 +6,9 @@
 //! ([`VerifiedSnpChain`]) can be cached and reused for every report signed by
 //! the same VEK; validity periods are re-checked against each report's `now`.
 
+use aws_lc_rs::signature::{UnparsedPublicKey, ECDSA_P384_SHA384_FIXED};
 use der::asn1::{Ia5StringRef, ObjectIdentifier, OctetStringRef};
 use der::Decode;
-use ring::signature::{UnparsedPublicKey, ECDSA_P384_SHA384_FIXED};
 use serde::Serialize;
 use time::OffsetDateTime;
 
