@@ -200,22 +200,22 @@ impl PublicKey {
             })
     }
 
-    /// Checks a raw `r || s` ECDSA P-256/SHA-256 signature, the form Intel
-    /// uses in quotes and collateral JSON.
-    pub(crate) fn verify_p256_fixed(
-        &self,
-        message: &[u8],
-        signature: &[u8],
-        what: &str,
-    ) -> Result<()> {
-        let Self::P256(point) = self else {
-            return Err(Error::UnexpectedAlgorithm {
-                which: what.to_owned(),
-                expected: "EC P-256 public key",
-                found: "another key type".into(),
-            });
+    /// Checks a raw big-endian `r || s` ECDSA signature (P-256 with SHA-256,
+    /// P-384 with SHA-384, by key), the form of quotes, collateral JSON and,
+    /// once byte-reversed, SNP reports.
+    pub(crate) fn verify_fixed(&self, message: &[u8], signature: &[u8], what: &str) -> Result<()> {
+        let (algorithm, point) = match self {
+            Self::P256(point) => (&signature::ECDSA_P256_SHA256_FIXED, point),
+            Self::P384(point) => (&signature::ECDSA_P384_SHA384_FIXED, point),
+            Self::Rsa(_) => {
+                return Err(Error::UnexpectedAlgorithm {
+                    which: what.to_owned(),
+                    expected: "EC public key",
+                    found: "RSA".into(),
+                })
+            }
         };
-        UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
+        UnparsedPublicKey::new(algorithm, point)
             .verify(message, signature)
             .map_err(|_| Error::SignatureInvalid {
                 what: what.to_owned(),

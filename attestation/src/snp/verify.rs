@@ -6,7 +6,6 @@
 //! ([`VerifiedSnpChain`]) can be cached and reused for every report signed by
 //! the same VEK; validity periods are re-checked against each report's `now`.
 
-use aws_lc_rs::signature::{UnparsedPublicKey, ECDSA_P384_SHA384_FIXED};
 use der::asn1::{Ia5StringRef, ObjectIdentifier, OctetStringRef};
 use der::Decode;
 use serde::Serialize;
@@ -336,22 +335,16 @@ impl SnpReport {
         }
         chain.check_tcb(&self.reported_tcb)?;
 
-        let PublicKey::P384(point) = chain.vek.public_key() else {
-            return Err(Error::UnexpectedAlgorithm {
-                which: chain.kind.name().into(),
-                expected: "EC P-384 public key",
-                found: "another key type".into(),
-            });
-        };
+        // The chain step established that the VEK key is on P-384.
         let mut signature = [0u8; 96];
         let (r, s) = signature.split_at_mut(48);
         r.copy_from_slice(&self.signature_r);
         s.copy_from_slice(&self.signature_s);
-        UnparsedPublicKey::new(&ECDSA_P384_SHA384_FIXED, point)
-            .verify(self.signed_bytes(), &signature)
-            .map_err(|_| Error::SignatureInvalid {
-                what: format!("SNP report signed by {}", chain.kind.name()),
-            })?;
+        chain.vek.public_key().verify_fixed(
+            self.signed_bytes(),
+            &signature,
+            &format!("SNP report signed by {}", chain.kind.name()),
+        )?;
         tracing::debug!(version = self.version, measurement = %self.measurement, "SNP report verified");
         Ok(VerifiedSnpReport {
             report: self,

@@ -365,7 +365,7 @@ where
     doc.signer.verify_issued_by(root)?;
     doc.signer.check_validity(now)?;
     root_crl.check_not_revoked(&doc.signer)?;
-    doc.signer.public_key().verify_p256_fixed(
+    doc.signer.public_key().verify_fixed(
         doc.raw.as_bytes(),
         &doc.signature,
         &format!("{} signed by the TCB signing certificate", doc.label),

@@ -40,7 +40,7 @@ impl TdxQuote {
             cert.check_validity(now)?;
         }
 
-        leaf.public_key().verify_p256_fixed(
+        leaf.public_key().verify_fixed(
             &self.qe_report.raw,
             &self.qe_report_signature,
             "QE report signed by PCK certificate",
@@ -53,7 +53,7 @@ impl TdxQuote {
         if bound != expected || padding.iter().any(|b| *b != 0) {
             return Err(Error::QeReportDataMismatch);
         }
-        PublicKey::p256_from_raw(&self.attestation_key).verify_p256_fixed(
+        PublicKey::p256_from_raw(&self.attestation_key).verify_fixed(
             self.signed_bytes(),
             &self.signature,
             "TDX quote signed by attestation key",
