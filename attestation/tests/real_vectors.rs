@@ -595,3 +595,45 @@ fn amd_crl_must_be_signed_by_the_ark() {
         Err(Error::Malformed { .. })
     ));
 }
+
+#[test]
+fn root_and_intermediate_validity_are_enforced_too() {
+    // The Milan ASK (first in the chain file) is valid from 2020-10-22
+    // 18:24:20, an hour after the ARK; one second earlier it is not yet valid.
+    let ask_not_before = datetime!(2020-10-22 18:24:20 UTC);
+    let endorsements = SnpEndorsements::new(MILAN_VCEK, Some(MILAN_CHAIN), None).unwrap();
+    match endorsements.verify(ask_not_before - SECOND).unwrap_err() {
+        Error::CertificateNotYetValid { which, .. } => assert_eq!(which, "ASK"),
+        other => panic!("unexpected {other}"),
+    }
+    // The Intel SGX Root CA expires at the end of 2049; the first check of a
+    // quote after that names the root.
+    let root_not_after = datetime!(2049-12-31 23:59:59 UTC);
+    match TdxQuote::parse(TDX_QUOTE)
+        .unwrap()
+        .verify(None, root_not_after + SECOND)
+        .unwrap_err()
+    {
+        Error::CertificateExpired {
+            which, not_after, ..
+        } => {
+            assert_eq!(which, "Intel SGX Root CA");
+            assert_eq!(not_after, root_not_after);
+        }
+        other => panic!("unexpected {other}"),
+    }
+    // PCK certificate: notAfter 2032-02-06 23:25:51.
+    let pck_not_after = datetime!(2032-02-06 23:25:51 UTC);
+    TdxQuote::parse(TDX_QUOTE)
+        .unwrap()
+        .verify(None, pck_not_after)
+        .unwrap();
+    match TdxQuote::parse(TDX_QUOTE)
+        .unwrap()
+        .verify(None, pck_not_after + SECOND)
+        .unwrap_err()
+    {
+        Error::CertificateExpired { which, .. } => assert_eq!(which, "PCK certificate"),
+        other => panic!("unexpected {other}"),
+    }
+}
