@@ -275,9 +275,9 @@ impl TdxCollateral {
     /// earliest nextUpdate.
     pub fn verify(&self, now: OffsetDateTime) -> Result<VerifiedTdxCollateral> {
         let root = intel_root()?;
-        self.root_ca_crl.verify(&root, now)?;
-        verify_document(&self.tcb_info, &root, &self.root_ca_crl, now)?;
-        verify_document(&self.qe_identity, &root, &self.root_ca_crl, now)?;
+        self.root_ca_crl.verify(root, now)?;
+        verify_document(&self.tcb_info, root, &self.root_ca_crl, now)?;
+        verify_document(&self.qe_identity, root, &self.root_ca_crl, now)?;
 
         let info = &self.tcb_info.body;
         if info.id != "TDX" || info.version != 3 {
@@ -324,7 +324,7 @@ impl TdxCollateral {
             });
         };
         check_pinned(chain_root)?;
-        pck_ca.verify_issued_by(&root)?;
+        pck_ca.verify_issued_by(root)?;
         pck_ca.check_validity(now)?;
         self.root_ca_crl.check_not_revoked(pck_ca)?;
         self.pck_crl.verify(pck_ca, now)?;

@@ -7,6 +7,8 @@
 //! SHA-256 44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3;
 //! valid 2018-05-21..2049-12-31.
 
+use std::sync::OnceLock;
+
 use crate::error::Result;
 use crate::x509::Certificate;
 
@@ -16,9 +18,12 @@ pub const INTEL_SGX_ROOT_CA_SPKI_SHA256: &str =
 
 const INTEL_SGX_ROOT_CA_PEM: &[u8] = include_bytes!("../roots/intel_sgx_root_ca.pem");
 
-/// The pinned root as a certificate.
-pub(crate) fn intel_root() -> Result<Certificate> {
-    Certificate::from_pem_or_der("Intel SGX Root CA", INTEL_SGX_ROOT_CA_PEM)
+/// The pinned root as a certificate, parsed once per process.
+pub(crate) fn intel_root() -> Result<&'static Certificate> {
+    static ROOT: OnceLock<Result<Certificate>> = OnceLock::new();
+    ROOT.get_or_init(|| Certificate::from_pem_or_der("Intel SGX Root CA", INTEL_SGX_ROOT_CA_PEM))
+        .as_ref()
+        .map_err(Clone::clone)
 }
 
 #[cfg(test)]
@@ -32,6 +37,6 @@ mod tests {
             hex::encode(root.spki_sha256()),
             INTEL_SGX_ROOT_CA_SPKI_SHA256
         );
-        root.verify_issued_by(&root).unwrap();
+        root.verify_issued_by(root).unwrap();
     }
 }

@@ -35,8 +35,8 @@ impl TdxQuote {
         check_pinned(&Certificate::from_der("PCK chain root", root)?)?;
         let root = intel_root()?;
         leaf.verify_issued_by(&intermediate)?;
-        intermediate.verify_issued_by(&root)?;
-        for cert in [&root, &intermediate, &leaf] {
+        intermediate.verify_issued_by(root)?;
+        for cert in [root, &intermediate, &leaf] {
             cert.check_validity(now)?;
         }
 
