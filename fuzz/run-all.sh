@@ -5,9 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${1:-10}"
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(snp_report tdx_quote tdx_collateral certificates)
 export RUSTC_BOOTSTRAP=1   # cargo-fuzz passes -Z flags; this machine has only stable Rust
 mkdir -p logs
-for target in snp_report tdx_quote tdx_collateral certificates; do
+for target in "${targets[@]}"; do
   mkdir -p "corpus/$target"
   log="logs/$target.log"
   if ! cargo fuzz run -O "$target" "corpus/$target" "seeds/$target" -- \
