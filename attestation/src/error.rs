@@ -93,7 +93,7 @@ pub enum Error {
         what: String,
     },
     /// A certificate is not valid yet at `now`.
-    #[error("{which} is not valid before {not_before} (now {now})")]
+    #[error("{which} is not valid before {} (now {})", rfc3339(.not_before), rfc3339(.now))]
     CertificateNotYetValid {
         /// Which certificate.
         which: String,
@@ -103,7 +103,7 @@ pub enum Error {
         now: OffsetDateTime,
     },
     /// A certificate has expired at `now`.
-    #[error("{which} expired at {not_after} (now {now})")]
+    #[error("{which} expired at {} (now {})", rfc3339(.not_after), rfc3339(.now))]
     CertificateExpired {
         /// Which certificate.
         which: String,
@@ -194,7 +194,12 @@ pub enum Error {
         crl: String,
     },
     /// A CRL, TCB info or QE identity is outside its validity window at `now`.
-    #[error("{which} is not current: valid {issued} to {next_update}, now {now}")]
+    #[error(
+        "{which} is not current: valid {} to {}, now {}",
+        rfc3339(.issued),
+        rfc3339(.next_update),
+        rfc3339(.now)
+    )]
     CollateralNotCurrent {
         /// Which document.
         which: String,
@@ -261,6 +266,12 @@ pub enum Error {
     /// The evidence verified but the policy rejects it.
     #[error("policy rejects the evidence: {}", join_violations(.0))]
     PolicyRejected(Vec<crate::policy::Violation>),
+}
+
+/// RFC 3339, as the CLI's `--now` takes it, for messages.
+pub(crate) fn rfc3339(t: &OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
 }
 
 fn join_violations(violations: &[crate::policy::Violation]) -> String {

@@ -465,7 +465,7 @@ pub enum Violation {
         found: String,
     },
     /// The collateral is older than the policy allows (or absent).
-    #[error("collateral {} is older than the {max_age_days}-day limit", .issued.map_or("(none supplied)".to_owned(), |t| format!("issued {t}")))]
+    #[error("collateral {} is older than the {max_age_days}-day limit", .issued.map_or("(none supplied)".to_owned(), |t| format!("issued {}", crate::error::rfc3339(&t))))]
     CollateralTooOld {
         /// When the oldest part was issued, if there was collateral.
         issued: Option<OffsetDateTime>,

@@ -232,3 +232,48 @@ fn attest_reports_failures_as_rejections_with_reasons() {
     assert_eq!(r.claims["measurement"], MILAN_MEASUREMENT);
     assert_eq!(r.claims["vek"], "VCEK");
 }
+
+#[test]
+fn the_example_policy_approves_exactly_the_example_evidence() {
+    let policy = AppraisalPolicy::from_toml(include_str!("../policy.example.toml")).unwrap();
+    assert!(snp().violations(&policy, SNP_NOW).is_empty());
+    assert!(tdx(true).violations(&policy, TDX_NOW).is_empty());
+    // Without collateral the TDX TCB status is unknown, so it is refused.
+    assert_eq!(
+        tdx(false).violations(&policy, TDX_NOW),
+        vec![
+            Violation::TcbStatusNotAccepted {
+                found: "unknown (no collateral)".into()
+            },
+            Violation::CollateralTooOld {
+                issued: None,
+                max_age_days: 30
+            },
+        ]
+    );
+    // The Turin guest is genuine, but not an approved image on an approved chip.
+    let turin = Evidence::parse(include_bytes!("vectors/snp/turin-v5-oak/report.bin"))
+        .unwrap()
+        .verify(
+            &EndorsementInputs {
+                vek: Some(include_bytes!("vectors/snp/turin-v5-oak/vcek.der")),
+                ..Default::default()
+            },
+            SNP_NOW,
+        )
+        .unwrap();
+    let v = turin.violations(&policy, SNP_NOW);
+    assert!(matches!(
+        v[0],
+        Violation::MeasurementNotAllowed {
+            register: "MEASUREMENT",
+            ..
+        }
+    ));
+    assert!(matches!(v[1], Violation::ChipIdNotAllowed { .. }));
+    assert!(v.contains(&Violation::TcbTooLow {
+        component: "boot loader",
+        found: 1,
+        minimum: 3
+    }));
+}
