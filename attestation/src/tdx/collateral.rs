@@ -113,16 +113,44 @@ pub(crate) struct TdxModuleIdentity {
     pub(crate) tcb_levels: Vec<IsvTcbLevel>,
 }
 
-/// Intel's TCB info for one FMSPC (version 3, id "TDX").
+/// The fields every signed Intel collateral document starts with.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct TcbInfo {
+pub(crate) struct DocumentHeader {
     pub(crate) id: String,
     pub(crate) version: u32,
     #[serde(with = "time::serde::rfc3339")]
     pub(crate) issue_date: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub(crate) next_update: OffsetDateTime,
+}
+
+impl DocumentHeader {
+    /// Fails unless issueDate <= `now` <= nextUpdate.
+    fn check_current(&self, label: &str, now: OffsetDateTime) -> Result<()> {
+        if now < self.issue_date || now > self.next_update {
+            return Err(Error::CollateralNotCurrent {
+                which: label.to_owned(),
+                issued: self.issue_date,
+                next_update: self.next_update,
+                now,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A signed document's body exposes its header.
+trait Document {
+    fn header(&self) -> &DocumentHeader;
+}
+
+/// Intel's TCB info for one FMSPC (version 3, id "TDX").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct TcbInfo {
+    #[serde(flatten)]
+    pub(crate) header: DocumentHeader,
     #[serde(with = "hex::serde")]
     pub(crate) fmspc: [u8; 6],
     #[serde(with = "hex::serde")]
@@ -139,12 +167,8 @@ pub(crate) struct TcbInfo {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct QeIdentity {
-    pub(crate) id: String,
-    pub(crate) version: u32,
-    #[serde(with = "time::serde::rfc3339")]
-    pub(crate) issue_date: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    pub(crate) next_update: OffsetDateTime,
+    #[serde(flatten)]
+    pub(crate) header: DocumentHeader,
     #[serde(with = "hex::serde")]
     pub(crate) miscselect: [u8; 4],
     #[serde(with = "hex::serde")]
@@ -280,11 +304,14 @@ impl TdxCollateral {
         verify_document(&self.qe_identity, root, &self.root_ca_crl, now)?;
 
         let info = &self.tcb_info.body;
-        if info.id != "TDX" || info.version != 3 {
+        if info.header.id != "TDX" || info.header.version != 3 {
             return Err(Error::InvalidField {
                 structure: "TCB info",
                 field: "id/version",
-                detail: format!("{} v{}, expected TDX v3", info.id, info.version),
+                detail: format!(
+                    "{} v{}, expected TDX v3",
+                    info.header.id, info.header.version
+                ),
             });
         }
         if info.tcb_type != 0 {
@@ -307,11 +334,11 @@ impl TdxCollateral {
             }
         }
         let qe = &self.qe_identity.body;
-        if qe.id != "TD_QE" || qe.version != 2 {
+        if qe.header.id != "TD_QE" || qe.header.version != 2 {
             return Err(Error::InvalidField {
                 structure: "QE identity",
                 field: "id/version",
-                detail: format!("{} v{}, expected TD_QE v2", qe.id, qe.version),
+                detail: format!("{} v{}, expected TD_QE v2", qe.header.id, qe.header.version),
             });
         }
         // The PCK CRL's own chain must reach the pinned root too; which
@@ -359,7 +386,7 @@ fn verify_document<T>(
     now: OffsetDateTime,
 ) -> Result<()>
 where
-    T: HasValidity,
+    T: Document,
 {
     check_pinned(&doc.chain_root)?;
     doc.signer.verify_issued_by(root)?;
@@ -370,34 +397,18 @@ where
         &doc.signature,
         &format!("{} signed by the TCB signing certificate", doc.label),
     )?;
-    doc.body.check_current(doc.label, now)
+    doc.body.header().check_current(doc.label, now)
 }
 
-trait HasValidity {
-    fn window(&self) -> (OffsetDateTime, OffsetDateTime);
-    fn check_current(&self, label: &str, now: OffsetDateTime) -> Result<()> {
-        let (issued, next_update) = self.window();
-        if now < issued || now > next_update {
-            return Err(Error::CollateralNotCurrent {
-                which: label.to_owned(),
-                issued,
-                next_update,
-                now,
-            });
-        }
-        Ok(())
+impl Document for TcbInfo {
+    fn header(&self) -> &DocumentHeader {
+        &self.header
     }
 }
 
-impl HasValidity for TcbInfo {
-    fn window(&self) -> (OffsetDateTime, OffsetDateTime) {
-        (self.issue_date, self.next_update)
-    }
-}
-
-impl HasValidity for QeIdentity {
-    fn window(&self) -> (OffsetDateTime, OffsetDateTime) {
-        (self.issue_date, self.next_update)
+impl Document for QeIdentity {
+    fn header(&self) -> &DocumentHeader {
+        &self.header
     }
 }
 
@@ -416,8 +427,8 @@ impl VerifiedTdxCollateral {
         c.pck_crl.check_current(now)?;
         c.tcb_info.signer.check_validity(now)?;
         c.qe_identity.signer.check_validity(now)?;
-        c.tcb_info.body.check_current("TCB info", now)?;
-        c.qe_identity.body.check_current("QE identity", now)
+        c.tcb_info.body.header.check_current("TCB info", now)?;
+        c.qe_identity.body.header.check_current("QE identity", now)
     }
 
     pub(crate) fn tcb_info(&self) -> &TcbInfo {
@@ -443,8 +454,9 @@ impl VerifiedTdxCollateral {
         let c = &self.collateral;
         c.tcb_info
             .body
+            .header
             .issue_date
-            .min(c.qe_identity.body.issue_date)
+            .min(c.qe_identity.body.header.issue_date)
     }
 
     /// The TCB evaluation data number: lets a policy demand recent collateral.
