@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for SECONDS seconds each (default 10), from the
 # committed seeds plus any corpus already in fuzz/corpus. Crashes are kept in
-# fuzz/artifacts. Usage: fuzz/run-all.sh [SECONDS]
+# fuzz/artifacts. Usage: fuzz/run-all.sh [SECONDS [TARGET...]]
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${1:-10}"
