@@ -504,65 +504,51 @@ fn tdx_v5_layout_parses_and_its_descriptor_is_signed() {
     ));
 }
 
+/// Verifies the real collateral after `edit` changed its JSON.
+fn verify_tampered(edit: impl FnOnce(&mut serde_json::Value)) -> Result<(), Error> {
+    let mut file: serde_json::Value = serde_json::from_slice(TDX_COLLATERAL).unwrap();
+    edit(&mut file);
+    TdxCollateral::from_json(&serde_json::to_vec(&file).unwrap())?
+        .verify(TDX_NOW)
+        .map(drop)
+}
+
+fn replace_in(file: &mut serde_json::Value, key: &str, from: &str, to: &str) {
+    let text = file[key].as_str().unwrap().replacen(from, to, 1);
+    assert_ne!(
+        text,
+        file[key].as_str().unwrap(),
+        "the edit must change {key}"
+    );
+    file[key] = text.into();
+}
+
 #[test]
 fn tdx_collateral_tampering_is_detected() {
-    let mut file: serde_json::Value = serde_json::from_slice(TDX_COLLATERAL).unwrap();
-    let tcb = file["tcb_info"]
-        .as_str()
-        .unwrap()
-        .replacen("OutOfDate", "UpToDate", 1);
-    file["tcb_info"] = tcb.into();
-    let tampered = serde_json::to_vec(&file).unwrap();
     assert_eq!(
-        TdxCollateral::from_json(&tampered)
-            .unwrap()
-            .verify(TDX_NOW)
-            .unwrap_err(),
-        Error::SignatureInvalid {
+        verify_tampered(|f| replace_in(f, "tcb_info", "OutOfDate", "UpToDate")),
+        Err(Error::SignatureInvalid {
             what: "TCB info signed by the TCB signing certificate".into()
-        }
+        })
     );
-
-    let mut file: serde_json::Value = serde_json::from_slice(TDX_COLLATERAL).unwrap();
-    let qe =
-        file["qe_identity"]
-            .as_str()
-            .unwrap()
-            .replacen("\"isvprodid\":2", "\"isvprodid\":3", 1);
-    file["qe_identity"] = qe.into();
-    let tampered = serde_json::to_vec(&file).unwrap();
     assert_eq!(
-        TdxCollateral::from_json(&tampered)
-            .unwrap()
-            .verify(TDX_NOW)
-            .unwrap_err(),
-        Error::SignatureInvalid {
+        verify_tampered(|f| replace_in(f, "qe_identity", "\"isvprodid\":2", "\"isvprodid\":3")),
+        Err(Error::SignatureInvalid {
             what: "QE identity signed by the TCB signing certificate".into()
-        }
+        })
     );
-
     // Swapping the two signatures breaks both.
-    let mut file: serde_json::Value = serde_json::from_slice(TDX_COLLATERAL).unwrap();
-    let (a, b) = (
-        file["tcb_info_signature"].clone(),
-        file["qe_identity_signature"].clone(),
-    );
-    file["tcb_info_signature"] = b;
-    file["qe_identity_signature"] = a;
     assert!(matches!(
-        TdxCollateral::from_json(&serde_json::to_vec(&file).unwrap())
-            .unwrap()
-            .verify(TDX_NOW),
+        verify_tampered(|f| {
+            let tcb = f["tcb_info_signature"].clone();
+            f["tcb_info_signature"] = f["qe_identity_signature"].clone();
+            f["qe_identity_signature"] = tcb;
+        }),
         Err(Error::SignatureInvalid { .. })
     ));
-
     // The root CA CRL must be signed by the pinned root: replace it with the PCK CRL.
-    let mut file: serde_json::Value = serde_json::from_slice(TDX_COLLATERAL).unwrap();
-    file["root_ca_crl"] = file["pck_crl"].clone();
     assert!(matches!(
-        TdxCollateral::from_json(&serde_json::to_vec(&file).unwrap())
-            .unwrap()
-            .verify(TDX_NOW),
+        verify_tampered(|f| f["root_ca_crl"] = f["pck_crl"].clone()),
         Err(Error::IssuerMismatch { .. })
     ));
 
