@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _};
 use clap::Args;
 use cloister_attestation::evidence::{
-    attest, EndorsementInputs, Evidence, Verdict, MAX_EVIDENCE_LEN,
+    attest, EndorsementInputs, Evidence, Tee, Verdict, MAX_EVIDENCE_LEN,
 };
 use cloister_attestation::policy::AppraisalPolicy;
 use cloister_attestation::AttestationResult;
@@ -101,10 +101,22 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     if args.allow_debug {
         policy.allow_debug = true;
     }
-    if let Ok(Evidence::Snp(_)) = Evidence::parse(&evidence) {
-        if vek.is_none() {
-            bail!("the evidence is an SEV-SNP report: --vek FILE (its VCEK or VLEK) is required");
+    // Endorsements for the other TEE would be silently unused: say so instead.
+    match Evidence::detect(&evidence) {
+        Some(Tee::Snp) => {
+            if args.collateral.is_some() {
+                bail!("--collateral is for TDX quotes; the evidence is an SEV-SNP report");
+            }
+            if vek.is_none() && Evidence::parse(&evidence).is_ok() {
+                bail!(
+                    "the evidence is an SEV-SNP report: --vek FILE (its VCEK or VLEK) is required"
+                );
+            }
         }
+        Some(Tee::Tdx) if args.vek.is_some() || args.cert_chain.is_some() || args.crl.is_some() => {
+            bail!("--vek, --cert-chain and --crl are for SEV-SNP reports; the evidence is a TDX quote");
+        }
+        Some(Tee::Tdx) | None => {}
     }
     let now = args.now.unwrap_or_else(OffsetDateTime::now_utc);
     tracing::debug!(evidence = %args.evidence.display(), %now, "verifying");

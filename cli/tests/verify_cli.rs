@@ -268,6 +268,26 @@ fn usage_errors_exit_2() {
     let out = cloister(&["verify", "--evidence", &report]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--vek"));
+    // Endorsements for the other TEE are refused rather than ignored.
+    let out = cloister(&[
+        "verify",
+        "--evidence",
+        &report,
+        "--vek",
+        &v("snp/milan-v2-virtee/vcek.der"),
+        "--collateral",
+        &v("tdx/v4-phala/collateral.json"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--collateral is for TDX"));
+    let out = cloister(&[
+        "verify",
+        "--evidence",
+        &v("tdx/v4-phala/quote.bin"),
+        "--vek",
+        &v("snp/milan-v2-virtee/vcek.der"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
     // Bad time.
     assert_eq!(
         cloister(&["verify", "--evidence", &report, "--now", "yesterday"])
