@@ -623,3 +623,89 @@ fn root_and_intermediate_validity_are_enforced_too() {
         other => panic!("unexpected {other}"),
     }
 }
+
+const GENOA_REPORT: &[u8] = include_bytes!("vectors/snp/genoa-v3-trustee-azure/report.bin");
+const GENOA_VCEK: &[u8] = include_bytes!("vectors/snp/genoa-v3-trustee-azure/vcek.pem");
+const VLEK_REPORT: &[u8] = include_bytes!("vectors/snp/milan-vlek-v3-trustee-aws/report.bin");
+const VLEK: &[u8] = include_bytes!("vectors/snp/milan-vlek-v3-trustee-aws/vlek.der");
+const CLOUD_NOW: OffsetDateTime = datetime!(2025-06-01 00:00:00 UTC);
+
+fn verify_with_builtin_chain(
+    report: &[u8],
+    vek: &[u8],
+    now: OffsetDateTime,
+) -> Result<cloister_attestation::snp::VerifiedSnpReport, Error> {
+    let chain = SnpEndorsements::new(vek, None, None)?.verify(now)?;
+    SnpReport::parse(report)?.verify(&chain, now)
+}
+
+#[test]
+fn genoa_v3_report_is_valid() {
+    let v = verify_with_builtin_chain(GENOA_REPORT, GENOA_VCEK, CLOUD_NOW).unwrap();
+    assert_eq!(v.product(), Product::Genoa);
+    assert_eq!(v.kind(), VekKind::Vcek);
+    assert_eq!(v.report().cpuid, Some((0x19, 0x11, 0x01)));
+    let mut bad = GENOA_REPORT.to_vec();
+    bad[0x90] ^= 1;
+    assert_eq!(
+        verify_with_builtin_chain(&bad, GENOA_VCEK, CLOUD_NOW).unwrap_err(),
+        Error::SignatureInvalid {
+            what: "SNP report signed by VCEK".into()
+        }
+    );
+    // A genuine Milan VCEK cannot vouch for a Genoa report.
+    assert_eq!(
+        verify_snp(GENOA_REPORT, MILAN_VCEK, MILAN_CHAIN, CLOUD_NOW).unwrap_err(),
+        Error::ProductMismatch {
+            expected: "Milan".into(),
+            source_of_claim: "the report's CPUID",
+            found: "Genoa".into()
+        }
+    );
+}
+
+#[test]
+fn vlek_signed_report_is_valid_until_its_vlek_expires() {
+    let v = verify_with_builtin_chain(VLEK_REPORT, VLEK, CLOUD_NOW).unwrap();
+    assert_eq!(v.product(), Product::Milan);
+    assert_eq!(v.kind(), VekKind::Vlek);
+    assert_eq!(v.report().vmpl, 1);
+
+    let not_after = datetime!(2025-12-10 22:14:21 UTC);
+    verify_with_builtin_chain(VLEK_REPORT, VLEK, not_after).unwrap();
+    assert_eq!(
+        verify_with_builtin_chain(VLEK_REPORT, VLEK, not_after + SECOND).unwrap_err(),
+        Error::CertificateExpired {
+            which: "VEK".into(),
+            not_after,
+            now: not_after + SECOND
+        }
+    );
+    let mut bad = VLEK_REPORT.to_vec();
+    bad[0x50] ^= 1;
+    assert_eq!(
+        verify_with_builtin_chain(&bad, VLEK, CLOUD_NOW).unwrap_err(),
+        Error::SignatureInvalid {
+            what: "SNP report signed by VLEK".into()
+        }
+    );
+}
+
+#[test]
+fn key_kind_in_the_report_must_match_the_certificate() {
+    // A VLEK-signed report presented with a genuine Milan VCEK.
+    assert_eq!(
+        verify_snp(VLEK_REPORT, MILAN_VCEK, MILAN_CHAIN, CLOUD_NOW).unwrap_err(),
+        Error::SigningKeyMismatch {
+            report: "VLEK",
+            certificate: "VCEK"
+        }
+    );
+    // A VLEK with the VCEK chain (ASK instead of ASVK) does not chain.
+    assert!(matches!(
+        SnpEndorsements::new(VLEK, Some(MILAN_CHAIN), None)
+            .unwrap()
+            .verify(CLOUD_NOW),
+        Err(Error::IssuerMismatch { .. })
+    ));
+}

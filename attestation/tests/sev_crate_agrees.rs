@@ -85,3 +85,17 @@ fn milan_v2_fields_agree() {
 fn turin_v5_fields_agree() {
     compare(include_bytes!("vectors/snp/turin-v5-oak/report.bin"));
 }
+
+#[test]
+fn genoa_v3_fields_agree() {
+    compare(include_bytes!(
+        "vectors/snp/genoa-v3-trustee-azure/report.bin"
+    ));
+}
+
+#[test]
+fn milan_vlek_v3_fields_agree() {
+    compare(include_bytes!(
+        "vectors/snp/milan-vlek-v3-trustee-aws/report.bin"
+    ));
+}

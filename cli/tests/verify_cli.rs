@@ -100,6 +100,39 @@ fn turin_report_is_accepted_with_the_builtin_amd_chain() {
 }
 
 #[test]
+fn genoa_and_vlek_reports_are_accepted_and_say_so() {
+    for (report, vek, product, kind) in [
+        (
+            "snp/genoa-v3-trustee-azure/report.bin",
+            "snp/genoa-v3-trustee-azure/vcek.pem",
+            "Genoa",
+            "VCEK",
+        ),
+        (
+            "snp/milan-vlek-v3-trustee-aws/report.bin",
+            "snp/milan-vlek-v3-trustee-aws/vlek.der",
+            "Milan",
+            "VLEK",
+        ),
+    ] {
+        let out = cloister(&[
+            "verify",
+            "--evidence",
+            &v(report),
+            "--vek",
+            &v(vek),
+            "--now",
+            "2025-06-01T00:00:00Z",
+            "--json",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{report}");
+        let j = json(&out);
+        assert_eq!(j["claims"]["product"], product);
+        assert_eq!(j["claims"]["vek"], kind);
+    }
+}
+
+#[test]
 fn tdx_with_collateral_reports_its_tcb_status() {
     let out = cloister(&[
         "verify",
