@@ -72,27 +72,25 @@ pub(crate) struct PlatformTcb {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct TcbLevel {
-    pub(crate) tcb: PlatformTcb,
-    pub(crate) tcb_status: TcbStatus,
-    #[serde(rename = "advisoryIDs", default)]
-    pub(crate) advisory_ids: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
 pub(crate) struct IsvSvn {
     pub(crate) isvsvn: u16,
 }
 
+/// One entry of a `tcbLevels` list: the TCB it requires, its status and
+/// the advisories that apply.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct IsvTcbLevel {
-    pub(crate) tcb: IsvSvn,
+pub(crate) struct Level<T> {
+    pub(crate) tcb: T,
     pub(crate) tcb_status: TcbStatus,
     #[serde(rename = "advisoryIDs", default)]
     pub(crate) advisory_ids: Vec<String>,
 }
+
+/// A platform TCB level of the TCB info.
+pub(crate) type TcbLevel = Level<PlatformTcb>;
+/// A TCB level of the QE identity or a TDX module identity.
+pub(crate) type IsvTcbLevel = Level<IsvSvn>;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
