@@ -252,16 +252,12 @@ impl TdxQuote {
         let mut s = Cursor::new(sig_data, "TDX quote signature data");
         let signature = s.array()?;
         let attestation_key = s.array()?;
-        let cert_type = s.u16()?;
-        if cert_type != CERT_TYPE_QE_REPORT {
-            return Err(Error::InvalidField {
-                structure: STRUCTURE,
-                field: "certification data type",
-                detail: format!("{cert_type}, expected 6 (QE report certification data)"),
-            });
-        }
-        let cert_size = s.u32()? as usize;
-        let cert_data = s.take(cert_size)?;
+        let cert_data = certification_data(
+            &mut s,
+            CERT_TYPE_QE_REPORT,
+            "certification data type",
+            "6 (QE report certification data)",
+        )?;
         s.finish()?;
 
         let mut q = Cursor::new(cert_data, "QE report certification data");
@@ -269,16 +265,12 @@ impl TdxQuote {
         let qe_report_signature = q.array()?;
         let auth_len = q.u16()? as usize;
         let qe_auth_data = q.take(auth_len)?.to_vec();
-        let inner_type = q.u16()?;
-        if inner_type != CERT_TYPE_PCK_CHAIN {
-            return Err(Error::InvalidField {
-                structure: STRUCTURE,
-                field: "QE certification data type",
-                detail: format!("{inner_type}, expected 5 (PCK certificate chain)"),
-            });
-        }
-        let inner_size = q.u32()? as usize;
-        let pem = q.take(inner_size)?;
+        let pem = certification_data(
+            &mut q,
+            CERT_TYPE_PCK_CHAIN,
+            "QE certification data type",
+            "5 (PCK certificate chain)",
+        )?;
         q.finish()?;
         let pck_chain = parse_pem_chain("PCK certificate chain", pem)?;
 
@@ -308,6 +300,26 @@ impl TdxQuote {
     pub(crate) fn signed_bytes(&self) -> &[u8] {
         self.raw.get(..self.signed_len).unwrap_or_default()
     }
+}
+
+/// Reads a certification data block (`u16 type, u32 size, data`) whose type
+/// must be `expected`.
+fn certification_data<'a>(
+    c: &mut Cursor<'a>,
+    expected: u16,
+    field: &'static str,
+    expected_name: &str,
+) -> Result<&'a [u8]> {
+    let found = c.u16()?;
+    if found != expected {
+        return Err(Error::InvalidField {
+            structure: STRUCTURE,
+            field,
+            detail: format!("{found}, expected {expected_name}"),
+        });
+    }
+    let size = c.u32()? as usize;
+    c.take(size)
 }
 
 fn parse_td_report(body: &[u8]) -> Result<TdReport> {
