@@ -68,6 +68,7 @@ impl PckExtensions {
             .value
             .decode_as()
             .map_err(|e| malformed(format!("TCB: {e}")))?;
+        let tcb_arcs: Vec<u32> = OID_TCB.arcs().collect();
         let mut sgx_components = [None; 16];
         let mut pce_svn = None;
         for entry in &tcb {
@@ -75,7 +76,7 @@ impl PckExtensions {
             let Some((last, prefix)) = arcs.split_last() else {
                 continue;
             };
-            if prefix != OID_TCB.arcs().collect::<Vec<_>>().as_slice() {
+            if prefix != tcb_arcs.as_slice() {
                 return Err(malformed(format!("unexpected TCB entry {}", entry.id)));
             }
             match *last {

@@ -113,7 +113,7 @@ fn sorted_levels(info: &TcbInfo) -> Vec<&TcbLevel> {
         )
     };
     let mut levels: Vec<&TcbLevel> = info.tcb_levels.iter().collect();
-    levels.sort_by_key(|l| core::cmp::Reverse(key(l)));
+    levels.sort_by_cached_key(|l| core::cmp::Reverse(key(l)));
     levels
 }
 
