@@ -10,8 +10,10 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::policy::{AppraisalPolicy, Violation};
+use crate::sim::{SimEvidence, VerifiedSimEvidence};
 use crate::snp::{SnpEndorsements, SnpReport, TcbVersion, VerifiedSnpReport};
 use crate::tdx::{TdxCollateral, TdxQuote, VerifiedTdxQuote};
+use crate::types::{Measurement, ReportData};
 
 /// Largest evidence file accepted (a DCAP quote is ~5 KiB, hex doubles it).
 pub const MAX_EVIDENCE_LEN: usize = 1024 * 1024;
@@ -24,6 +26,8 @@ pub enum Tee {
     Snp,
     /// Intel TDX.
     Tdx,
+    /// The simulated TEE. INSECURE: proves nothing; for development and CI.
+    Sim,
 }
 
 impl Tee {
@@ -32,7 +36,13 @@ impl Tee {
         match self {
             Self::Snp => "snp",
             Self::Tdx => "tdx",
+            Self::Sim => "sim",
         }
+    }
+
+    /// Whether evidence from this TEE is backed by hardware at all.
+    pub fn is_insecure(self) -> bool {
+        matches!(self, Self::Sim)
     }
 }
 
@@ -43,6 +53,8 @@ pub enum Evidence {
     Snp(Box<SnpReport>),
     /// A TDX DCAP quote.
     Tdx(Box<TdxQuote>),
+    /// Simulated evidence. INSECURE.
+    Sim(Box<SimEvidence>),
 }
 
 /// The endorsements that may accompany evidence, as raw file contents.
@@ -66,9 +78,10 @@ impl Evidence {
         match detect(&raw) {
             Some(Tee::Tdx) => TdxQuote::parse(&raw).map(|q| Self::Tdx(Box::new(q))),
             Some(Tee::Snp) => SnpReport::parse(&raw).map(|r| Self::Snp(Box::new(r))),
+            Some(Tee::Sim) => SimEvidence::parse(&raw).map(|e| Self::Sim(Box::new(e))),
             None => Err(Error::UnknownEvidenceFormat {
                 detail: format!(
-                    "{} bytes starting {} are neither an SNP report nor a DCAP quote",
+                    "{} bytes starting {} are neither an SNP report, a DCAP quote nor simulated evidence",
                     raw.len(),
                     hex::encode(raw.get(..8).unwrap_or(&raw))
                 ),
@@ -87,6 +100,18 @@ impl Evidence {
         match self {
             Self::Snp(_) => Tee::Snp,
             Self::Tdx(_) => Tee::Tdx,
+            Self::Sim(_) => Tee::Sim,
+        }
+    }
+
+    /// The 64 bytes the evidence binds, before any verification: lets a
+    /// caller reject evidence bound to something else without paying for
+    /// signature checks. Only trust it after [`Evidence::verify`].
+    pub fn report_data(&self) -> &ReportData {
+        match self {
+            Self::Snp(r) => &r.report_data,
+            Self::Tdx(q) => &q.td_report.report_data,
+            Self::Sim(e) => &e.report_data,
         }
     }
 
@@ -117,6 +142,9 @@ impl Evidence {
                     .verify(collateral.as_ref(), now)
                     .map(|v| VerifiedEvidence::Tdx(Box::new(v)))
             }
+            Self::Sim(evidence) => evidence
+                .verify()
+                .map(|v| VerifiedEvidence::Sim(Box::new(v))),
         }
     }
 }
@@ -157,6 +185,9 @@ fn looks_like_hex(bytes: &[u8]) -> bool {
 /// SNP reports start with a little-endian u32 version; DCAP quotes with a u16
 /// version, the u16 attestation key type 2 and the u32 TEE type 0x81.
 fn detect(raw: &[u8]) -> Option<Tee> {
+    if SimEvidence::looks_like(raw) {
+        return Some(Tee::Sim);
+    }
     let u16_at = |i: usize| {
         raw.get(i..i + 2)
             .and_then(|b| b.try_into().ok())
@@ -179,6 +210,8 @@ pub enum VerifiedEvidence {
     Snp(Box<VerifiedSnpReport>),
     /// A verified TDX quote.
     Tdx(Box<VerifiedTdxQuote>),
+    /// Simulated evidence whose signature verified. INSECURE.
+    Sim(Box<VerifiedSimEvidence>),
 }
 
 impl VerifiedEvidence {
@@ -187,6 +220,25 @@ impl VerifiedEvidence {
         match self {
             Self::Snp(_) => Tee::Snp,
             Self::Tdx(_) => Tee::Tdx,
+            Self::Sim(_) => Tee::Sim,
+        }
+    }
+
+    /// The 64 bytes the evidence binds (verified).
+    pub fn report_data(&self) -> &ReportData {
+        match self {
+            Self::Snp(v) => &v.report().report_data,
+            Self::Tdx(v) => &v.quote().td_report.report_data,
+            Self::Sim(v) => &v.evidence().report_data,
+        }
+    }
+
+    /// The launch measurement: SNP MEASUREMENT, TDX MRTD, or the sim digest.
+    pub fn measurement(&self) -> &Measurement {
+        match self {
+            Self::Snp(v) => &v.report().measurement,
+            Self::Tdx(v) => &v.quote().td_report.mr_td,
+            Self::Sim(v) => &v.evidence().measurement,
         }
     }
 
@@ -195,6 +247,7 @@ impl VerifiedEvidence {
         match self {
             Self::Snp(v) => policy.check_snp(v),
             Self::Tdx(v) => policy.check_tdx(v, now),
+            Self::Sim(v) => policy.check_sim(v),
         }
     }
 
@@ -222,7 +275,7 @@ impl VerifiedEvidence {
             verified: true,
             verdict,
             tcb_status: match self {
-                Self::Snp(_) => None,
+                Self::Snp(_) | Self::Sim(_) => None,
                 Self::Tdx(v) => v.tcb().map(|t| t.status.to_string()),
             },
             reasons: violations.iter().map(ToString::to_string).collect(),
@@ -235,6 +288,7 @@ impl VerifiedEvidence {
         match self {
             Self::Snp(v) => snp_claims(v),
             Self::Tdx(v) => tdx_claims(v),
+            Self::Sim(v) => sim_claims(v),
         }
     }
 }
@@ -408,5 +462,20 @@ fn tdx_claims(v: &VerifiedTdxQuote) -> Value {
         "tcb": v.tcb(),
         "advisory_ids": v.tcb().map(|t| t.advisory_ids.clone()).unwrap_or_default(),
         "collateral_issued": v.collateral_issued().and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+    })
+}
+
+fn sim_claims(v: &VerifiedSimEvidence) -> Value {
+    let e = v.evidence();
+    json!({
+        "INSECURE": "simulated TEE: this evidence proves nothing about the platform",
+        "evidence_sha256": hex::encode(Sha256::digest(e.as_bytes())),
+        "sim_version": e.version,
+        "debug": e.debug,
+        "guest_svn": e.guest_svn,
+        "measurement": e.measurement,
+        "host_data": e.host_data,
+        "report_data": e.report_data,
+        "chip_id": e.chip_id,
     })
 }

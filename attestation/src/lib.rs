@@ -28,9 +28,12 @@
 //! ```
 
 pub(crate) mod bytes;
+pub mod collect;
 pub mod error;
 pub mod evidence;
 pub mod policy;
+pub mod ratls;
+pub mod sim;
 pub mod snp;
 pub mod tdx;
 pub mod types;

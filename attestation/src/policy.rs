@@ -28,6 +28,9 @@
 //! mr_config_id = "any"
 //! mr_owner = "any"
 //! accepted_tcb_statuses = ["UpToDate"]
+//!
+//! [sim]                            # INSECURE simulated TEE; needs allow_simulated
+//! measurements = ["<96 hex digits>"]
 //! ```
 
 use serde::de::Error as _;
@@ -35,6 +38,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use time::{Duration, OffsetDateTime};
 
 use crate::error::{Error, Result};
+use crate::sim::VerifiedSimEvidence;
 use crate::snp::VerifiedSnpReport;
 use crate::tdx::{TcbStatus, VerifiedTdxQuote};
 use crate::types::{ChipId, Measurement, ReportData};
@@ -216,6 +220,18 @@ pub struct AppraisalPolicy {
     /// TDX requirements; absent means TDX evidence is rejected.
     #[serde(default)]
     pub tdx: Option<TdxPolicy>,
+    /// Simulated-TEE requirements; only consulted when `allow_simulated`.
+    #[serde(default)]
+    pub sim: Option<SimPolicy>,
+}
+
+/// What simulated evidence must show (it is INSECURE whatever it shows; this
+/// only lets development setups catch the wrong binary or configuration).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimPolicy {
+    /// Accepted launch measurements (`cloister measure --tee sim`).
+    pub measurements: Reference<Measurement>,
 }
 
 impl AppraisalPolicy {
@@ -259,7 +275,35 @@ impl AppraisalPolicy {
                 mr_owner: Reference::Any,
                 accepted_tcb_statuses: Reference::Any,
             }),
+            sim: Some(SimPolicy {
+                measurements: Reference::Any,
+            }),
         }
+    }
+
+    /// Every way simulated evidence falls short of this policy. Without
+    /// `allow_simulated` that is always at least [`Violation::SimulatedNotAllowed`].
+    pub fn check_sim(&self, verified: &VerifiedSimEvidence) -> Vec<Violation> {
+        let mut out = Vec::new();
+        if !self.allow_simulated {
+            out.push(Violation::SimulatedNotAllowed);
+        }
+        let Some(p) = &self.sim else {
+            out.push(Violation::TeeNotAllowed { tee: "sim" });
+            return out;
+        };
+        let e = verified.evidence();
+        if e.debug && !self.allow_debug {
+            out.push(Violation::DebugNotAllowed);
+        }
+        if !p.measurements.accepts(&e.measurement) {
+            out.push(Violation::MeasurementNotAllowed {
+                register: "MEASUREMENT",
+                found: e.measurement.to_string(),
+            });
+        }
+        self.check_report_data(&e.report_data, &mut out);
+        out
     }
 
     /// Every way SNP evidence falls short of this policy (empty: accepted).

@@ -116,7 +116,15 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         Some(Tee::Tdx) if args.vek.is_some() || args.cert_chain.is_some() || args.crl.is_some() => {
             bail!("--vek, --cert-chain and --crl are for SEV-SNP reports; the evidence is a TDX quote");
         }
-        Some(Tee::Tdx) | None => {}
+        Some(Tee::Sim)
+            if args.vek.is_some()
+                || args.cert_chain.is_some()
+                || args.crl.is_some()
+                || args.collateral.is_some() =>
+        {
+            bail!("the evidence is from the INSECURE simulated TEE, which has no endorsements");
+        }
+        Some(Tee::Tdx | Tee::Sim) | None => {}
     }
     let now = args.now.unwrap_or_else(OffsetDateTime::now_utc);
     tracing::debug!(evidence = %args.evidence.display(), %now, "verifying");

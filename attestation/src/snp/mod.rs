@@ -5,10 +5,12 @@
 //! "ATTESTATION_REPORT Structure", and the VCEK extensions AMD's Versioned Chip
 //! Endorsement Key specification (publication 57230) defines.
 
+mod cert_table;
 mod report;
 mod roots;
 mod verify;
 
+pub use cert_table::{CertTableKind, SnpCertTable, MAX_CERT_TABLE_LEN};
 pub use report::{
     FirmwareVersion, GuestPolicy, PlatformInfo, Product, SigningKey, SnpReport, TcbVersion,
 };
