@@ -1,0 +1,93 @@
+//! The interface between Cloister's enclave and an inference engine.
+//!
+//! The enclave owns transport, identity, policy and audit; an engine only
+//! turns chat messages into tokens. Keeping the boundary this narrow lets the
+//! embedded candle engine and an OpenAI-compatible engine in the same CVM
+//! slot in without the enclave knowing which it drives.
+//!
+//! With the `test-engine` feature this crate also has [`echo::EchoEngine`],
+//! a deterministic stand-in used by tests until a real model is sealed into
+//! the image. It refuses to compile in a build without debug assertions.
+
+#[cfg(feature = "test-engine")]
+pub mod echo;
+
+use core::ops::ControlFlow;
+
+use serde::{Deserialize, Serialize};
+
+/// One message of a chat, as in the OpenAI API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// "system", "user" or "assistant".
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+/// How to generate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GenerationParams {
+    /// Most tokens to generate.
+    pub max_tokens: u32,
+    /// Sampling temperature; 0 is greedy.
+    pub temperature: f32,
+}
+
+/// Why generation stopped, named as in the OpenAI API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// The model ended its answer.
+    Stop,
+    /// `max_tokens` was reached.
+    Length,
+    /// The consumer asked to stop (client went away).
+    Cancelled,
+}
+
+/// A finished generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    /// The generated text.
+    pub text: String,
+    /// Tokens in the prompt, as the engine counts them.
+    pub prompt_tokens: u32,
+    /// Tokens generated.
+    pub completion_tokens: u32,
+    /// Why it stopped.
+    pub finish_reason: FinishReason,
+}
+
+/// Why an engine could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The request cannot be served (empty chat, prompt too long).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// The engine failed.
+    #[error("inference failed: {0}")]
+    Failed(String),
+}
+
+/// An inference engine. Generation is blocking and CPU- or GPU-bound: the
+/// caller runs it off the async executor.
+pub trait Engine: Send + Sync + 'static {
+    /// The model's identifier, as `/v1/models` lists it.
+    fn model_id(&self) -> &str;
+
+    /// Whether this engine is a stand-in rather than a model (shown to users).
+    fn is_test_engine(&self) -> bool {
+        false
+    }
+
+    /// Generates a reply to `messages`, handing each piece of text to
+    /// `on_text` as it is produced; `ControlFlow::Break` stops generation.
+    fn generate(
+        &self,
+        messages: &[ChatMessage],
+        params: &GenerationParams,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Completion, EngineError>;
+}
