@@ -115,6 +115,17 @@ impl Evidence {
         }
     }
 
+    /// The launch measurement as claimed (SNP MEASUREMENT, TDX MRTD, sim
+    /// digest), before verification: for display by parties that do not
+    /// rely on it, like the host daemon.
+    pub fn claimed_measurement(&self) -> &Measurement {
+        match self {
+            Self::Snp(r) => &r.measurement,
+            Self::Tdx(q) => &q.td_report.mr_td,
+            Self::Sim(e) => &e.measurement,
+        }
+    }
+
     /// Verifies signatures, chains, bindings and validity at `now`.
     pub fn verify(
         self,

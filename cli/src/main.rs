@@ -1,11 +1,14 @@
 //! `cloister`: the command-line tool of Cloister's users, hospital platform
-//! teams, data owners and auditors. Today it verifies attestation evidence;
-//! `query`, `audit`, `seal`, `kbs`, `measure` and `policy` arrive with their
-//! crates.
+//! teams, clinical apps, data owners and auditors: `verify` evidence,
+//! `query` an attested enclave, `measure` an image, and `demo` the whole
+//! flow. `audit`, `seal`, `kbs` and `policy` arrive with their crates.
 //!
-//! Exit codes: 0 success (accept), 1 rejection, 2 usage error or unreadable
-//! input.
+//! Exit codes: 0 success, 1 rejection (attestation refused), 2 usage error
+//! or unreadable input; `query` adds 3 (unreachable) and 4 (request refused).
 
+mod demo;
+mod measure;
+mod query;
 mod verify;
 
 use std::io::IsTerminal as _;
@@ -29,6 +32,12 @@ struct Cli {
 enum Command {
     /// Verify SEV-SNP or TDX attestation evidence and appraise it against a policy.
     Verify(verify::VerifyArgs),
+    /// Attest an enclave, prove it is live, and ask it a question.
+    Query(query::QueryArgs),
+    /// Compute the launch measurement an enclave image will report.
+    Measure(measure::MeasureArgs),
+    /// Run the whole flow on this machine (INSECURE simulated TEE).
+    Demo(demo::DemoArgs),
 }
 
 /// Exit status for usage errors and unreadable files (clap uses it too).
@@ -52,6 +61,27 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("cloister verify: {e:#}");
                 ExitCode::from(EXIT_USAGE)
+            }
+        },
+        Command::Query(args) => match query::run(&args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("cloister query: {e:#}");
+                ExitCode::from(EXIT_USAGE)
+            }
+        },
+        Command::Measure(args) => match measure::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("cloister measure: {e:#}");
+                ExitCode::from(EXIT_USAGE)
+            }
+        },
+        Command::Demo(args) => match demo::run(&args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("cloister demo: {e:#}");
+                ExitCode::from(1)
             }
         },
     }

@@ -1,1 +1,225 @@
-fn main() {}
+//! `cloister-enclave`: the agent inside the confidential VM. It reads its
+//! measured configuration, takes evidence from the TEE, creates its RA-TLS
+//! identity and serves the query API. It composes the libraries; it owns no
+//! format of its own.
+
+mod api;
+mod config;
+mod server;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use clap::Parser;
+use cloister_attestation::collect::{self, EvidenceSource};
+use cloister_attestation::evidence::Tee;
+use cloister_attestation::ratls::{Bindings, RaTlsIdentity};
+use cloister_attestation::sim::{sim_measurement, SimTee};
+use cloister_attestation::types::HostData;
+use cloister_inference::Engine;
+use cloister_policy::identity::TokenVerifier;
+use sha2::{Digest, Sha384};
+
+use crate::config::{EngineChoice, TeeChoice};
+
+/// Exit status when the configuration or image is unusable.
+const EXIT_CONFIG: u8 = 2;
+/// Exit status when the TEE cannot produce evidence.
+const EXIT_TEE: u8 = 3;
+/// Exit status for any other failure.
+const EXIT_FAILURE: u8 = 1;
+
+/// The Cloister enclave agent.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// The image directory this enclave was launched with (holds enclave.toml).
+    #[arg(long)]
+    image: PathBuf,
+    /// Address to serve RA-TLS on (the host relays clients here).
+    #[arg(long)]
+    listen: SocketAddr,
+    /// Runtime worker threads (the VM's vCPUs; default: all CPUs).
+    #[arg(long)]
+    worker_threads: Option<usize>,
+    /// Cap this process's address space, MiB (the simulated TEE's memory size).
+    #[arg(long)]
+    memory_limit_mib: Option<u64>,
+    /// More logging (-v debug, -vv trace). Prompts are never logged.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let level = match args.verbose {
+        0 => tracing::Level::INFO,
+        1 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    match run(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(failure) => {
+            tracing::error!("{:#}", failure.error);
+            std::process::ExitCode::from(failure.code)
+        }
+    }
+}
+
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+fn with_code(code: u8) -> impl Fn(anyhow::Error) -> Failure {
+    move |error| Failure { code, error }
+}
+
+fn run(args: Args) -> Result<(), Failure> {
+    if let Some(mib) = args.memory_limit_mib {
+        let bytes = mib.saturating_mul(1024 * 1024);
+        rustix::process::setrlimit(
+            rustix::process::Resource::As,
+            rustix::process::Rlimit {
+                current: Some(bytes),
+                maximum: Some(bytes),
+            },
+        )
+        .context("cannot apply the memory limit")
+        .map_err(with_code(EXIT_CONFIG))?;
+    }
+    let loaded = config::load(&args.image).map_err(with_code(EXIT_CONFIG))?;
+    let config = loaded.config;
+    tracing::info!(config = %loaded.path.display(), "configuration loaded");
+
+    let source = evidence_source(config.tee, &loaded.bytes).map_err(with_code(EXIT_TEE))?;
+    let tokens = TokenVerifier::new(&config.identity)
+        .map_err(anyhow::Error::from)
+        .map_err(with_code(EXIT_CONFIG))?;
+    let engine = engine(config.engine).map_err(with_code(EXIT_CONFIG))?;
+    let identity = RaTlsIdentity::generate(source.as_ref(), Bindings::default())
+        .context("cannot create the RA-TLS identity")
+        .map_err(with_code(EXIT_TEE))?;
+    tracing::info!(
+        tee = identity.tee().name(),
+        spki_sha256 = %hex::encode(sha2::Sha256::digest(identity.spki())),
+        "RA-TLS identity created; its key never leaves this process"
+    );
+    let tls = Arc::new(
+        identity
+            .server_config()
+            .map_err(anyhow::Error::from)
+            .map_err(with_code(EXIT_FAILURE))?,
+    );
+    let state = Arc::new(api::AppState {
+        engine,
+        tokens,
+        identity: Arc::new(identity),
+        source: Arc::from(source),
+        limits: config.limits,
+    });
+
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.worker_threads {
+        runtime.worker_threads(threads.max(1));
+    }
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .map_err(with_code(EXIT_FAILURE))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))
+            .map_err(with_code(EXIT_FAILURE))?;
+        tracing::info!(listen = %args.listen, "serving");
+        let max_connections = state.limits.max_connections;
+        server::serve(
+            listener,
+            tls,
+            api::router(state),
+            max_connections,
+            shutdown_signal(),
+        )
+        .await;
+        tracing::info!("shut down");
+        Ok(())
+    })
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no SIGTERM handler; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn evidence_source(
+    choice: TeeChoice,
+    config_bytes: &[u8],
+) -> anyhow::Result<Box<dyn EvidenceSource>> {
+    if choice == TeeChoice::Sim {
+        let exe = std::env::current_exe().context("cannot locate this binary to measure it")?;
+        let binary = std::fs::read(&exe)
+            .with_context(|| format!("cannot read {} to measure it", exe.display()))?;
+        let measurement = sim_measurement(&Sha384::digest(&binary).into(), config_bytes);
+        tracing::warn!(
+            %measurement,
+            "INSECURE: running on the simulated TEE; its evidence proves nothing and verifiers reject it unless their policy sets allow_simulated = true"
+        );
+        return Ok(Box::new(SimTee::new(measurement, HostData([0; 32]))?));
+    }
+    let source = collect::detect()?;
+    let wanted = match choice {
+        TeeChoice::Snp => Some(Tee::Snp),
+        TeeChoice::Tdx => Some(Tee::Tdx),
+        TeeChoice::Auto | TeeChoice::Sim => None,
+    };
+    if let Some(wanted) = wanted {
+        if source.tee() != wanted {
+            bail!(
+                "the configuration requires {} but this guest offers {}",
+                wanted.name(),
+                source.tee().name()
+            );
+        }
+    }
+    tracing::info!(tee = source.tee().name(), "hardware TEE found");
+    Ok(source)
+}
+
+fn engine(choice: EngineChoice) -> anyhow::Result<Option<Arc<dyn Engine>>> {
+    match choice {
+        EngineChoice::None => {
+            tracing::warn!("no inference engine configured: chat completions answer 503");
+            Ok(None)
+        }
+        #[cfg(feature = "test-engine")]
+        EngineChoice::TestEcho => {
+            tracing::warn!("TEST ENGINE: answers echo the prompt; this is not a model");
+            Ok(Some(Arc::new(cloister_inference::echo::EchoEngine)))
+        }
+        #[cfg(not(feature = "test-engine"))]
+        EngineChoice::TestEcho => bail!(
+            "engine = \"test-echo\" is only compiled into test builds (feature test-engine); this build has no such engine"
+        ),
+    }
+}

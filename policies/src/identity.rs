@@ -176,10 +176,12 @@ impl TokenVerifier {
                     {
                         Algorithm::ES256
                     }
-                    _ => return Err(ConfigError(format!(
+                    _ => {
+                        return Err(ConfigError(format!(
                         "key {kid} of {}: only Ed25519 (EdDSA) and P-256 (ES256) keys are accepted",
                         issuer.issuer
-                    ))),
+                    )))
+                    }
                 };
                 let key = DecodingKey::from_jwk(jwk)
                     .map_err(|e| ConfigError(format!("key {kid} of {}: {e}", issuer.issuer)))?;

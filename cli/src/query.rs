@@ -1,0 +1,157 @@
+//! `cloister query`: attest an enclave, prove it is live, ask it one
+//! question, and say exactly what was trusted.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+use cloister::client::{AttestedConnection, ClientError};
+use cloister_attestation::policy::AppraisalPolicy;
+use cloister_attestation::ratls::AttestedPeer;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// Exit status: the enclave's attestation was refused; nothing was sent.
+pub(crate) const EXIT_REFUSED: u8 = 1;
+/// Exit status: the endpoint could not be reached or TLS/HTTP failed.
+pub(crate) const EXIT_UNREACHABLE: u8 = 3;
+/// Exit status: the enclave refused the request (401, 4xx, 5xx).
+pub(crate) const EXIT_REQUEST_REFUSED: u8 = 4;
+
+/// Arguments of `cloister query`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Exit status: 0 answered, 1 attestation or freshness refused (nothing was sent), \
+2 usage error or unreadable file, 3 endpoint unreachable or TLS/HTTP failure, \
+4 the enclave refused the request (e.g. 401 for a bad token).")]
+pub(crate) struct QueryArgs {
+    /// The enclave's address (cloisterd's relay), HOST:PORT.
+    #[arg(long)]
+    endpoint: String,
+    /// Appraisal policy the enclave must satisfy (TOML).
+    #[arg(long, value_name = "FILE")]
+    policy: PathBuf,
+    /// File holding your bearer token (a JWT from the hospital's IdP).
+    #[arg(long, value_name = "FILE")]
+    token: PathBuf,
+    /// Stream the answer as it is generated.
+    #[arg(long)]
+    stream: bool,
+    /// Most tokens to generate.
+    #[arg(long)]
+    max_tokens: Option<u32>,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// The question.
+    prompt: String,
+}
+
+pub(crate) fn run(args: &QueryArgs) -> anyhow::Result<ExitCode> {
+    let policy_text = std::fs::read_to_string(&args.policy)
+        .with_context(|| format!("cannot read policy {}", args.policy.display()))?;
+    let policy = AppraisalPolicy::from_toml(&policy_text)
+        .with_context(|| format!("policy {}", args.policy.display()))?;
+    let token = std::fs::read_to_string(&args.token)
+        .with_context(|| format!("cannot read token {}", args.token.display()))?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    Ok(runtime.block_on(query(args, policy, token.trim())))
+}
+
+async fn query(args: &QueryArgs, policy: AppraisalPolicy, token: &str) -> ExitCode {
+    let outcome = async {
+        let mut connection = AttestedConnection::connect(&args.endpoint, policy).await?;
+        connection.check_freshness().await?;
+        if !args.json {
+            print_trust(&args.endpoint, connection.peer());
+        }
+        let answer = if args.stream && !args.json {
+            println!("Answer:");
+            let answer = connection
+                .chat_stream(token, &args.prompt, |piece| {
+                    print!("{piece}");
+                    let _ = std::io::Write::flush(&mut std::io::stdout());
+                })
+                .await?;
+            println!();
+            answer
+        } else {
+            connection
+                .chat(token, &args.prompt, args.max_tokens)
+                .await?
+        };
+        Ok::<_, ClientError>((connection, answer))
+    }
+    .await;
+    match outcome {
+        Ok((connection, answer)) => {
+            if args.json {
+                let peer = connection.peer();
+                let out = json!({
+                    "endpoint": args.endpoint,
+                    "attestation": peer.appraisal.result(),
+                    "insecure": peer.tee().is_some_and(|t| t.is_insecure()),
+                    "tls_key_sha256": hex::encode(Sha256::digest(&peer.spki)),
+                    "fresh": true,
+                    "model": answer.model,
+                    "answer": answer.text,
+                    "response": answer.raw,
+                });
+                println!("{out:#}");
+            } else if !args.stream {
+                println!("Answer ({}):\n{}", answer.model, answer.text);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let code = match &e {
+                ClientError::Attestation(_) => EXIT_REFUSED,
+                ClientError::Api { .. } => EXIT_REQUEST_REFUSED,
+                _ => EXIT_UNREACHABLE,
+            };
+            if args.json {
+                let out = json!({ "endpoint": args.endpoint, "error": e.to_string(), "refused": e.is_attestation() });
+                println!("{out:#}");
+            }
+            if e.is_attestation() {
+                eprintln!("cloister query: REFUSED, nothing was sent: {e}");
+            } else {
+                eprintln!("cloister query: {e}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// What the user is trusting, before the answer.
+pub(crate) fn print_trust(endpoint: &str, peer: &AttestedPeer) {
+    let result = peer.appraisal.result();
+    let claims = &result.claims;
+    let tee = result.tee.map_or("?", |t| t.name());
+    println!("Attested enclave at {endpoint}");
+    if peer.tee().is_some_and(|t| t.is_insecure()) {
+        println!(
+            "  TEE          {tee}   INSECURE: simulated TEE, proves nothing about the platform"
+        );
+    } else {
+        println!("  TEE          {tee}");
+    }
+    let measurement = claims
+        .get("measurement")
+        .or_else(|| claims.get("mrtd"))
+        .and_then(Value::as_str)
+        .unwrap_or("?");
+    println!("  measurement  {measurement}");
+    if let Some(tcb) = claims.get("reported_tcb") {
+        println!("  TCB          {tcb}");
+    }
+    if let Some(status) = &result.tcb_status {
+        println!("  TCB status   {status}");
+    }
+    println!(
+        "  TLS key      sha256:{}",
+        hex::encode(Sha256::digest(&peer.spki))
+    );
+    println!("  freshness    fresh evidence bound to our nonce and this TLS key: verified");
+}

@@ -1,0 +1,418 @@
+//! The HTTP API inside the attested channel: OpenAI-compatible chat
+//! completions (with SSE streaming), the model list, fresh attestation and a
+//! health check. Prompts, answers, caller and patient identities are never
+//! logged: the logs leave the enclave.
+
+use std::convert::Infallible;
+use std::ops::ControlFlow;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cloister_attestation::collect::EvidenceSource;
+use cloister_attestation::ratls::{RaTlsError, RaTlsIdentity};
+use cloister_inference::{ChatMessage, Engine, EngineError, GenerationParams};
+use cloister_policy::identity::{Caller, TokenError, TokenVerifier};
+use hyper::body::{Bytes, Frame};
+use serde::Deserialize;
+use serde_json::json;
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+
+use crate::config::Limits;
+
+/// What every request handler can reach.
+pub(crate) struct AppState {
+    pub(crate) engine: Option<Arc<dyn Engine>>,
+    pub(crate) tokens: TokenVerifier,
+    pub(crate) identity: Arc<RaTlsIdentity>,
+    pub(crate) source: Arc<dyn EvidenceSource>,
+    pub(crate) limits: Limits,
+}
+
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    let body_limit = state.limits.max_request_bytes;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/models", get(models))
+        .route("/v1/attestation", get(attestation))
+        .route("/v1/chat/completions", post(chat_completions))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// An error in the OpenAI shape: `{"error": {"message", "type", "code"}}`.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &'static str, code: &'static str, message: String) -> Self {
+        Self {
+            status,
+            kind,
+            code,
+            message,
+        }
+    }
+
+    fn bad_request(code: &'static str, message: String) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            code,
+            message,
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "error": { "message": self.message, "type": self.kind, "code": self.code }
+        });
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 6750 §3: say why, in the header too.
+            let challenge = format!(
+                "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                self.message.replace('"', "'")
+            );
+            if let Ok(value) = HeaderValue::from_str(&challenge) {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, value);
+            }
+        }
+        response
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "invalid_token",
+            e.to_string(),
+        )
+    }
+}
+
+fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Caller, ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or(TokenError::Missing)?
+        .to_str()
+        .map_err(|_| TokenError::Malformed("Authorization header is not ASCII".into()))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or(TokenError::Missing)?;
+    let caller = state
+        .tokens
+        .verify(token.trim(), OffsetDateTime::now_utc())?;
+    // The enclave's logs leave the enclave (the host collects them), so
+    // they carry no PHI and no identities: who asked about whom belongs in
+    // the encrypted audit log.
+    tracing::info!(
+        role = %caller.role,
+        purpose_of_use = %caller.purpose_of_use,
+        "caller authenticated"
+    );
+    Ok(caller)
+}
+
+async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let tee = state.identity.tee();
+    Json(json!({
+        "status": "ok",
+        "tee": tee.name(),
+        "insecure": tee.is_insecure(),
+        "engine": state.engine.as_ref().map(|e| e.model_id()),
+    }))
+}
+
+async fn models(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authenticate(&headers, &state)?;
+    let data: Vec<_> = state
+        .engine
+        .iter()
+        .map(|e| {
+            json!({
+                "id": e.model_id(),
+                "object": "model",
+                "created": 0,
+                "owned_by": "cloister",
+                "test_engine": e.is_test_engine(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "object": "list", "data": data })))
+}
+
+#[derive(Deserialize)]
+struct AttestationQuery {
+    nonce: String,
+}
+
+async fn attestation(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<AttestationQuery>,
+) -> Result<Response, ApiError> {
+    let nonce = hex::decode(&query.nonce)
+        .map_err(|e| ApiError::bad_request("invalid_nonce", format!("nonce is not hex: {e}")))?;
+    let worker_state = state.clone();
+    // Hardware report requests are blocking ioctls or configfs I/O.
+    let outcome = tokio::task::spawn_blocking(move || {
+        worker_state
+            .identity
+            .attest_fresh(worker_state.source.as_ref(), &nonce)
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "attestation_failed",
+            e.to_string(),
+        )
+    })?;
+    match outcome {
+        Ok(document) => Ok(Json(document).into_response()),
+        Err(e @ RaTlsError::BadNonce(_)) => {
+            Err(ApiError::bad_request("invalid_nonce", e.to_string()))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "fresh evidence could not be collected");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "attestation_failed",
+                e.to_string(),
+            ))
+        }
+    }
+}
+
+/// The OpenAI request fields Cloister reads; others are accepted and ignored,
+/// as OpenAI clients send many optional ones.
+#[derive(Debug, Deserialize)]
+struct ChatRequest {
+    #[serde(default)]
+    model: Option<String>,
+    messages: Vec<ChatMessage>,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default, alias = "max_completion_tokens")]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    temperature: Option<f32>,
+}
+
+async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    authenticate(&headers, &state)?;
+    let request: ChatRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("request body: {e}")))?;
+    let engine = state.engine.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "no_engine",
+            "this enclave has no inference engine configured".into(),
+        )
+    })?;
+    if let Some(model) = &request.model {
+        if model != engine.model_id() {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "model_not_found",
+                format!(
+                    "model {model:?} is not served here (serving {:?})",
+                    engine.model_id()
+                ),
+            ));
+        }
+    }
+    if request.messages.is_empty() || request.messages.len() > state.limits.max_messages {
+        return Err(ApiError::bad_request(
+            "invalid_messages",
+            format!(
+                "between 1 and {} messages are required",
+                state.limits.max_messages
+            ),
+        ));
+    }
+    let max_tokens = request.max_tokens.unwrap_or(state.limits.max_tokens);
+    if max_tokens == 0 || max_tokens > state.limits.max_tokens {
+        return Err(ApiError::bad_request(
+            "invalid_max_tokens",
+            format!("max_tokens must be 1 to {}", state.limits.max_tokens),
+        ));
+    }
+    let params = GenerationParams {
+        max_tokens,
+        temperature: request.temperature.unwrap_or(0.0),
+    };
+    let id = format!("chatcmpl-{}", hex::encode(rand_id()));
+    let created = OffsetDateTime::now_utc().unix_timestamp();
+    if request.stream {
+        Ok(stream_completion(
+            engine,
+            request.messages,
+            params,
+            id,
+            created,
+        ))
+    } else {
+        let model = engine.model_id().to_owned();
+        let completion = tokio::task::spawn_blocking(move || {
+            engine.generate(&request.messages, &params, &mut |_| {
+                ControlFlow::Continue(())
+            })
+        })
+        .await
+        .map_err(|e| engine_failure(&EngineError::Failed(e.to_string())))?
+        .map_err(|e| engine_failure(&e))?;
+        Ok(Json(json!({
+            "id": id,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [{
+                "index": 0,
+                "message": { "role": "assistant", "content": completion.text },
+                "finish_reason": completion.finish_reason,
+            }],
+            "usage": {
+                "prompt_tokens": completion.prompt_tokens,
+                "completion_tokens": completion.completion_tokens,
+                "total_tokens": completion.prompt_tokens + completion.completion_tokens,
+            },
+        }))
+        .into_response())
+    }
+}
+
+fn engine_failure(e: &EngineError) -> ApiError {
+    match e {
+        EngineError::InvalidRequest(m) => ApiError::bad_request("invalid_request", m.clone()),
+        _ => {
+            tracing::error!(error = %e, "inference failed");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "inference_failed",
+                e.to_string(),
+            )
+        }
+    }
+}
+
+/// Server-sent events in OpenAI's `chat.completion.chunk` shape, ending
+/// with `data: [DONE]`. Generation stops when the client goes away.
+fn stream_completion(
+    engine: Arc<dyn Engine>,
+    messages: Vec<ChatMessage>,
+    params: GenerationParams,
+    id: String,
+    created: i64,
+) -> Response {
+    let (tx, rx) = mpsc::channel::<Bytes>(32);
+    let model = engine.model_id().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let chunk = |delta: serde_json::Value, finish: serde_json::Value| {
+            let event = json!({
+                "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }],
+            });
+            Bytes::from(format!("data: {event}\n\n"))
+        };
+        if tx
+            .blocking_send(chunk(
+                json!({ "role": "assistant" }),
+                serde_json::Value::Null,
+            ))
+            .is_err()
+        {
+            return;
+        }
+        let outcome = engine.generate(&messages, &params, &mut |text| match tx
+            .blocking_send(chunk(json!({ "content": text }), serde_json::Value::Null))
+        {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(_) => ControlFlow::Break(()),
+        });
+        let last = match outcome {
+            Ok(c) => chunk(json!({}), json!(c.finish_reason)),
+            Err(e) => {
+                tracing::error!(error = %e, "inference failed mid-stream");
+                Bytes::from(format!(
+                    "data: {}\n\n",
+                    json!({ "error": { "message": e.to_string(), "type": "server_error" } })
+                ))
+            }
+        };
+        let _ = tx.blocking_send(last);
+        let _ = tx.blocking_send(Bytes::from_static(b"data: [DONE]\n\n"));
+    });
+    let mut response = Response::new(axum::body::Body::new(ChannelBody(rx)));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// A response body fed by a channel: each message is one frame.
+struct ChannelBody(mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|next| next.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+fn rand_id() -> [u8; 12] {
+    let mut id = [0u8; 12];
+    // A response id need not be secret, only unlikely to repeat.
+    let now = OffsetDateTime::now_utc()
+        .unix_timestamp_nanos()
+        .to_le_bytes();
+    let counter = NEXT_ID
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        .to_le_bytes();
+    for (i, b) in id.iter_mut().enumerate() {
+        *b = now.get(i).copied().unwrap_or(0) ^ counter.get(i % 8).copied().unwrap_or(0);
+    }
+    id
+}
+
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -1,0 +1,195 @@
+//! `host.toml`: which enclaves to run and how to reach them. Relative paths
+//! are resolved against the configuration file's directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use serde::Deserialize;
+
+/// How the enclave is isolated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum TeeKind {
+    /// A local child process. INSECURE: the host can read its memory.
+    Sim,
+    /// An SEV-SNP confidential VM.
+    Snp,
+    /// A TDX trust domain.
+    Tdx,
+}
+
+/// Daemon-wide settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DaemonConfig {
+    /// The admin API's unix socket.
+    #[serde(default = "default_socket")]
+    pub(crate) admin_socket: PathBuf,
+    /// The enclave agent binary for sim enclaves (default: `cloister-enclave`
+    /// beside `cloisterd`).
+    #[serde(default)]
+    pub(crate) enclave_binary: Option<PathBuf>,
+    /// Time between health checks, milliseconds.
+    #[serde(default = "default_health_interval")]
+    pub(crate) health_interval_ms: u64,
+    /// Consecutive failed health checks before a restart.
+    #[serde(default = "default_health_failures")]
+    pub(crate) health_failures: u32,
+    /// How long an enclave may take to become healthy, seconds.
+    #[serde(default = "default_startup_timeout")]
+    pub(crate) startup_timeout_s: u64,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            admin_socket: default_socket(),
+            enclave_binary: None,
+            health_interval_ms: default_health_interval(),
+            health_failures: default_health_failures(),
+            startup_timeout_s: default_startup_timeout(),
+        }
+    }
+}
+
+fn default_socket() -> PathBuf {
+    PathBuf::from("cloisterd.sock")
+}
+fn default_health_interval() -> u64 {
+    2000
+}
+fn default_health_failures() -> u32 {
+    3
+}
+fn default_startup_timeout() -> u64 {
+    30
+}
+
+/// What an enclave may use.
+#[derive(Debug, Clone, Copy, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Resources {
+    /// vCPUs (sim: runtime worker threads).
+    #[serde(default)]
+    pub(crate) vcpus: Option<usize>,
+    /// Memory, MiB (sim: address-space limit of the process).
+    #[serde(default)]
+    pub(crate) memory_mib: Option<u64>,
+}
+
+/// One enclave.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EnclaveConfig {
+    /// A name for logs and status.
+    pub(crate) name: String,
+    /// How it is isolated.
+    pub(crate) tee: TeeKind,
+    /// The image directory (sim: holds enclave.toml).
+    pub(crate) image: PathBuf,
+    /// The public address clients connect to; cloisterd relays from here.
+    pub(crate) listen: SocketAddr,
+    /// Policy bundle (policy modules arrive in a later release).
+    #[serde(default)]
+    pub(crate) policy_bundle: Option<PathBuf>,
+    /// Sealed model/data bundle (sealing arrives in a later release).
+    #[serde(default)]
+    pub(crate) sealed_bundle: Option<PathBuf>,
+    /// Resources.
+    #[serde(default)]
+    pub(crate) resources: Resources,
+    /// Append every relayed byte to this file: shows what the host can see
+    /// (only TLS ciphertext). For tests and forensics; off by default.
+    #[serde(default)]
+    pub(crate) relay_capture: Option<PathBuf>,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HostConfig {
+    /// Daemon settings.
+    #[serde(default)]
+    pub(crate) daemon: DaemonConfig,
+    /// The enclaves.
+    #[serde(default, rename = "enclave")]
+    pub(crate) enclaves: Vec<EnclaveConfig>,
+}
+
+impl HostConfig {
+    /// Reads, resolves and checks a configuration file.
+    pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let mut config: Self =
+            toml::from_str(&text).with_context(|| format!("{} is invalid", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve(base);
+        config.check()?;
+        Ok(config)
+    }
+
+    fn resolve(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.daemon.admin_socket);
+        if let Some(p) = &mut self.daemon.enclave_binary {
+            fix(p);
+        }
+        for e in &mut self.enclaves {
+            fix(&mut e.image);
+            if let Some(p) = &mut e.relay_capture {
+                fix(p);
+            }
+        }
+    }
+
+    /// Refuses what this release cannot do, rather than doing less than asked.
+    fn check(&self) -> anyhow::Result<()> {
+        if self.enclaves.is_empty() {
+            bail!("no [[enclave]] is configured");
+        }
+        let mut names = std::collections::HashSet::new();
+        let mut listens = std::collections::HashSet::new();
+        for e in &self.enclaves {
+            if !names.insert(&e.name) {
+                bail!("enclave name {:?} is used twice", e.name);
+            }
+            if !listens.insert(e.listen) {
+                bail!("listen address {} is used twice", e.listen);
+            }
+            match e.tee {
+                TeeKind::Sim => {}
+                TeeKind::Snp | TeeKind::Tdx => bail!(
+                    "enclave {:?}: tee = \"{}\" needs a confidential VM launcher (QEMU), which this release of cloisterd does not have yet; refusing rather than running it unprotected. Use tee = \"sim\" for development.",
+                    e.name,
+                    if e.tee == TeeKind::Snp { "snp" } else { "tdx" }
+                ),
+            }
+            if e.policy_bundle.is_some() {
+                bail!(
+                    "enclave {:?}: policy_bundle is set, but policy bundles are not supported by this release; refusing to run the enclave without the policy you asked for",
+                    e.name
+                );
+            }
+            if e.sealed_bundle.is_some() {
+                bail!(
+                    "enclave {:?}: sealed_bundle is set, but sealed bundles are not supported by this release; refusing to run the enclave without its data",
+                    e.name
+                );
+            }
+            if !e.image.join("enclave.toml").is_file() {
+                bail!(
+                    "enclave {:?}: image {} has no enclave.toml",
+                    e.name,
+                    e.image.display()
+                );
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,270 @@
+//! Launching and supervising one enclave: start it, wait until it answers,
+//! health-check it, and restart it with exponential backoff when it exits or
+//! stops answering. Its logs are forwarded to cloisterd's, tagged.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+use crate::config::{DaemonConfig, EnclaveConfig, TeeKind};
+use crate::probe::{ClaimedEvidence, Prober};
+
+/// First restart delay; doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// An enclave up this long has its backoff reset.
+const STABLE_AFTER: Duration = Duration::from_secs(60);
+/// How long a stopping enclave gets between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Where an enclave is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum State {
+    /// Launched, not yet answering.
+    Starting,
+    /// Answering health checks.
+    Running,
+    /// Exited or unhealthy; waiting out the backoff.
+    Restarting,
+    /// Stopped by shutdown.
+    Stopped,
+}
+
+/// One enclave's status, as `cloisterd status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct EnclaveStatus {
+    pub(crate) name: String,
+    pub(crate) tee: TeeKind,
+    pub(crate) state: State,
+    pub(crate) pid: Option<u32>,
+    pub(crate) listen: SocketAddr,
+    pub(crate) backend: Option<SocketAddr>,
+    pub(crate) restarts: u64,
+    pub(crate) uptime_s: Option<u64>,
+    pub(crate) last_exit: Option<String>,
+    pub(crate) evidence: Option<ClaimedEvidence>,
+    #[serde(skip)]
+    pub(crate) started: Option<Instant>,
+}
+
+/// Shared between the supervisor, the relay and the admin API.
+pub(crate) type SharedStatus = Arc<Mutex<EnclaveStatus>>;
+
+pub(crate) struct Supervisor {
+    pub(crate) config: EnclaveConfig,
+    pub(crate) daemon: DaemonConfig,
+    pub(crate) binary: PathBuf,
+    pub(crate) status: SharedStatus,
+    pub(crate) backend: watch::Sender<Option<SocketAddr>>,
+    pub(crate) prober: Prober,
+}
+
+impl Supervisor {
+    fn update(&self, f: impl FnOnce(&mut EnclaveStatus)) {
+        if let Ok(mut s) = self.status.lock() {
+            f(&mut s);
+        }
+    }
+
+    /// Runs until `shutdown` turns true.
+    pub(crate) async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            let outcome = self.run_once(&mut shutdown).await;
+            self.backend.send_replace(None);
+            let (uptime, reason) = match outcome {
+                Ended::Shutdown => {
+                    self.update(|s| {
+                        s.state = State::Stopped;
+                        s.pid = None;
+                        s.backend = None;
+                        s.started = None;
+                    });
+                    return;
+                }
+                Ended::Failed { uptime, reason } => (uptime, reason),
+            };
+            tracing::warn!(enclave = %self.config.name, %reason, ?backoff, "enclave down; restarting");
+            if uptime >= STABLE_AFTER {
+                backoff = MIN_BACKOFF;
+            }
+            self.update(|s| {
+                s.state = State::Restarting;
+                s.restarts += 1;
+                s.pid = None;
+                s.backend = None;
+                s.started = None;
+                s.last_exit = Some(reason);
+            });
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                self.update(|s| s.state = State::Stopped);
+                return;
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    async fn run_once(&self, shutdown: &mut watch::Receiver<bool>) -> Ended {
+        let started = Instant::now();
+        let failed = |reason: String| Ended::Failed {
+            uptime: started.elapsed(),
+            reason,
+        };
+        // The host owns the network: it picks the enclave's private port.
+        let backend = match free_loopback_port() {
+            Ok(addr) => addr,
+            Err(e) => return failed(format!("no free loopback port: {e}")),
+        };
+        let mut child = match self.spawn(backend) {
+            Ok(child) => child,
+            Err(e) => return failed(format!("cannot launch {}: {e}", self.binary.display())),
+        };
+        let pid = child.id();
+        tracing::info!(enclave = %self.config.name, pid, %backend, "enclave launched");
+        self.update(|s| {
+            s.state = State::Starting;
+            s.pid = pid;
+            s.backend = Some(backend);
+            s.evidence = None;
+        });
+
+        let interval = Duration::from_millis(self.daemon.health_interval_ms.max(50));
+        let startup_deadline = started + Duration::from_secs(self.daemon.startup_timeout_s);
+        let mut healthy = false;
+        let mut failures = 0u32;
+        loop {
+            match self.prober.probe(backend).await {
+                Ok(claims) => {
+                    failures = 0;
+                    if !healthy {
+                        healthy = true;
+                        tracing::info!(
+                            enclave = %self.config.name,
+                            tee = %claims.tee,
+                            measurement = %claims.measurement,
+                            "enclave is up (claims shown unverified: clients verify)"
+                        );
+                        self.backend.send_replace(Some(backend));
+                    }
+                    self.update(|s| {
+                        if s.state != State::Running {
+                            s.started = Some(Instant::now());
+                        }
+                        s.state = State::Running;
+                        s.evidence = Some(claims);
+                    });
+                }
+                Err(e) if healthy => {
+                    failures += 1;
+                    tracing::warn!(enclave = %self.config.name, failures, error = %e, "health check failed");
+                    if failures >= self.daemon.health_failures {
+                        stop(&mut child).await;
+                        return failed(format!("{failures} health checks failed: {e}"));
+                    }
+                }
+                Err(e) => {
+                    if Instant::now() > startup_deadline {
+                        stop(&mut child).await;
+                        return failed(format!(
+                            "not healthy within {}s: {e}",
+                            self.daemon.startup_timeout_s
+                        ));
+                    }
+                }
+            }
+            let wait = if healthy {
+                interval
+            } else {
+                Duration::from_millis(100)
+            };
+            tokio::select! {
+                status = child.wait() => {
+                    let reason = match status {
+                        Ok(s) => format!("exited: {s}"),
+                        Err(e) => format!("cannot wait for it: {e}"),
+                    };
+                    return failed(reason);
+                }
+                _ = shutdown.changed() => {
+                    tracing::info!(enclave = %self.config.name, "stopping enclave");
+                    stop(&mut child).await;
+                    return Ended::Shutdown;
+                }
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    fn spawn(&self, backend: SocketAddr) -> std::io::Result<Child> {
+        let mut command = Command::new(&self.binary);
+        command
+            .arg("--image")
+            .arg(&self.config.image)
+            .arg("--listen")
+            .arg(backend.to_string())
+            // Nothing of the host's environment reaches the enclave.
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(vcpus) = self.config.resources.vcpus {
+            command.arg("--worker-threads").arg(vcpus.to_string());
+        }
+        if let Some(mib) = self.config.resources.memory_mib {
+            command.arg("--memory-limit-mib").arg(mib.to_string());
+        }
+        let mut child = command.spawn()?;
+        if let Some(out) = child.stdout.take() {
+            forward_logs(self.config.name.clone(), out);
+        }
+        if let Some(err) = child.stderr.take() {
+            forward_logs(self.config.name.clone(), err);
+        }
+        Ok(child)
+    }
+}
+
+enum Ended {
+    Shutdown,
+    Failed { uptime: Duration, reason: String },
+}
+
+fn free_loopback_port() -> std::io::Result<SocketAddr> {
+    StdListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()
+}
+
+fn forward_logs(name: String, stream: impl AsyncRead + Unpin + Send + 'static) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            tracing::info!(target: "enclave", enclave = %name, "{line}");
+        }
+    });
+}
+
+/// SIGTERM, then SIGKILL after the grace period.
+async fn stop(child: &mut Child) {
+    if let Some(pid) = child
+        .id()
+        .and_then(|id| rustix::process::Pid::from_raw(id as i32))
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_ok() {
+            return;
+        }
+    }
+    let _ = child.kill().await;
+}
