@@ -57,7 +57,7 @@ use crate::types::ReportData;
 pub const EVIDENCE_EXTENSION_OID: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.3.6.1.4.1.99999.1.1");
 /// The same OID as arcs, for certificate generation.
-const EVIDENCE_EXTENSION_ARCS: &[u64] = &[1, 3, 6, 1, 4, 1, 99999, 1, 1];
+pub const EVIDENCE_EXTENSION_ARCS: &[u64] = &[1, 3, 6, 1, 4, 1, 99999, 1, 1];
 /// The only extension version this crate writes and reads.
 pub const EXTENSION_VERSION: u8 = 1;
 /// Shortest nonce accepted for freshness (128 bits).
@@ -269,14 +269,19 @@ pub struct AttestedPeer {
     pub spki: Vec<u8>,
     /// The peer's commitments.
     pub bindings: Bindings,
-    /// SHA-256 of the peer certificate, to recognise a restarted enclave.
-    pub certificate_sha256: [u8; 32],
+    /// The peer certificate, DER (a restarted enclave has a new one).
+    pub certificate: Vec<u8>,
 }
 
 impl AttestedPeer {
     /// Which TEE the peer runs in.
     pub fn tee(&self) -> Option<Tee> {
         self.appraisal.result().tee
+    }
+
+    /// SHA-256 of the peer's TLS public key (SubjectPublicKeyInfo).
+    pub fn tls_key_sha256(&self) -> [u8; 32] {
+        Sha256::digest(&self.spki).into()
     }
 }
 
@@ -297,7 +302,7 @@ pub fn verify_certificate(
         appraisal,
         spki: decoded.spki,
         bindings: decoded.bindings,
-        certificate_sha256: Sha256::digest(cert_der).into(),
+        certificate: cert_der.to_vec(),
     })
 }
 
