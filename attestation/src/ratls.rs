@@ -603,7 +603,8 @@ impl RaTlsVerifier {
         self
     }
 
-    /// A TLS 1.3 client configuration using this verifier, ALPN `http/1.1`.
+    /// A TLS 1.3 client configuration using this verifier, ALPN `http/1.1`,
+    /// without session resumption.
     pub fn client_config(self: &Arc<Self>) -> Result<rustls::ClientConfig, RaTlsError> {
         let mut config = rustls::ClientConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -612,6 +613,9 @@ impl RaTlsVerifier {
             .with_custom_certificate_verifier(self.clone())
             .with_no_client_auth();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // A resumed session skips certificate verification, and with it the
+        // attestation: every connection attests afresh.
+        config.resumption = rustls::client::Resumption::disabled();
         Ok(config)
     }
 
