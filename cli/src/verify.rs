@@ -155,6 +155,12 @@ fn summary(result: &AttestationResult) -> String {
         Verdict::Reject => "REJECT",
     };
     let tee = match result.tee {
+        Some(tee) if tee.is_insecure() => {
+            format!(
+                "{} (INSECURE: simulated TEE, proves nothing)",
+                tee.name().to_uppercase()
+            )
+        }
         Some(tee) => tee.name().to_uppercase(),
         None => "unrecognised evidence".into(),
     };

@@ -375,3 +375,54 @@ fn tempdir() -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[test]
+fn simulated_evidence_is_insecure_and_refused_by_default() {
+    use cloister_attestation::sim::SimTee;
+    use cloister_attestation::types::{HostData, Measurement, ReportData};
+
+    let dir = tempdir();
+    let tee = SimTee::new(Measurement([0x42; 48]), HostData([0; 32])).unwrap();
+    let evidence = dir.join("sim.bin");
+    std::fs::write(&evidence, tee.report(&ReportData([7; 64]))).unwrap();
+
+    let out = cloister(&["verify", "--evidence", evidence.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("REJECT: SIM (INSECURE"), "{text}");
+    assert!(
+        text.contains("INSECURE (simulated TEE) evidence is not allowed"),
+        "{text}"
+    );
+
+    let policy = dir.join("sim.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "allow_simulated = true\n[sim]\nmeasurements = [\"{}\"]\n",
+            "42".repeat(48)
+        ),
+    )
+    .unwrap();
+    let out = cloister(&[
+        "verify",
+        "--evidence",
+        evidence.to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let v = json(&out);
+    assert_eq!(v["tee"], "sim");
+    assert_eq!(v["claims"]["report_data"], "07".repeat(64));
+
+    let out = cloister(&[
+        "verify",
+        "--evidence",
+        evidence.to_str().unwrap(),
+        "--collateral",
+        policy.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}

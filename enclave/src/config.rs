@@ -100,3 +100,21 @@ pub(crate) fn load(image: &Path) -> anyhow::Result<LoadedConfig> {
         path,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_parses_and_its_identity_config_loads() {
+        let text = include_str!("../enclave.example.toml");
+        let config: EnclaveConfig = toml::from_str(text).unwrap();
+        assert_eq!(config.tee, TeeChoice::Auto);
+        assert_eq!(config.engine, EngineChoice::None);
+        cloister_policy::identity::TokenVerifier::new(&config.identity).unwrap();
+        assert!(toml::from_str::<EnclaveConfig>(
+            "tee = \"sgx\"\n[identity]\naudience = \"a\"\nissuers = []"
+        )
+        .is_err());
+    }
+}

@@ -193,3 +193,17 @@ impl HostConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_parses_and_sim_is_the_only_launchable_tee() {
+        let text = include_str!("../host.example.toml");
+        let config: HostConfig = toml::from_str(text).unwrap();
+        assert_eq!(config.enclaves.len(), 1);
+        assert_eq!(config.enclaves[0].tee, TeeKind::Sim);
+        assert_eq!(config.daemon.health_failures, 3);
+    }
+}

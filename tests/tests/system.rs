@@ -481,3 +481,54 @@ fn cloisterd_refuses_what_it_cannot_do_safely() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn measure_predicts_what_the_enclave_reports() {
+    let cluster = Cluster::start("measure").unwrap();
+    let out = cluster
+        .cloister(&[
+            "measure",
+            "--tee",
+            "sim",
+            "--enclave-binary",
+            bin("cloister-enclave").to_str().unwrap(),
+            "--image",
+            cluster.dir.join("image").to_str().unwrap(),
+            "--json",
+        ])
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reported = cluster.status().unwrap()["enclaves"][0]["evidence"]["measurement"].clone();
+    assert_eq!(v["measurement"], reported);
+    assert_eq!(v["insecure"], true);
+}
+
+#[test]
+fn the_demo_runs_end_to_end() {
+    let dir = scratch("demo");
+    let out = std::process::Command::new(bin("cloister"))
+        .args(["demo", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    for expected in [
+        "INSECURE",
+        "You said: Summarise the discharge plan",
+        "refused before sending anything",
+        "Demo complete",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
