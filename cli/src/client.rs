@@ -150,6 +150,19 @@ impl AttestedConnection {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> Result<(StatusCode, Bytes), ClientError> {
+        let response = self.send(method, path, token, body).await?;
+        let status = response.status();
+        Ok((status, read_body(response.into_body()).await?))
+    }
+
+    /// Sends one request; returns the response with its body unread.
+    async fn send(
+        &mut self,
+        method: hyper::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
         let mut builder = hyper::Request::builder()
             .method(method)
             .uri(path)
@@ -171,18 +184,10 @@ impl AttestedConnection {
             .ready()
             .await
             .map_err(|e| ClientError::Http(e.to_string()))?;
-        let response = self
-            .sender
+        self.sender
             .send_request(request)
             .await
-            .map_err(|e| ClientError::Http(e.to_string()))?;
-        let status = response.status();
-        let body = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE)
-            .collect()
-            .await
-            .map_err(|e| ClientError::Http(e.to_string()))?
-            .to_bytes();
-        Ok((status, body))
+            .map_err(|e| ClientError::Http(e.to_string()))
     }
 
     async fn json(
@@ -272,35 +277,24 @@ impl AttestedConnection {
         prompt: &str,
         mut on_text: impl FnMut(&str),
     ) -> Result<ChatAnswer, ClientError> {
-        let body = json!({ "stream": true, "messages": [{ "role": "user", "content": prompt }] });
-        let request = hyper::Request::post("/v1/chat/completions")
-            .header(hyper::header::HOST, "cloister-enclave")
-            .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body.to_string())))
-            .map_err(|e| ClientError::Http(e.to_string()))?;
-        self.sender
-            .ready()
-            .await
-            .map_err(|e| ClientError::Http(e.to_string()))?;
+        let request =
+            json!({ "stream": true, "messages": [{ "role": "user", "content": prompt }] });
         let response = self
-            .sender
-            .send_request(request)
-            .await
-            .map_err(|e| ClientError::Http(e.to_string()))?;
+            .send(
+                hyper::Method::POST,
+                "/v1/chat/completions",
+                Some(token),
+                Some(&request),
+            )
+            .await?;
         let status = response.status();
         let mut body = response.into_body();
         if !status.is_success() {
-            let bytes = http_body_util::Limited::new(body, MAX_RESPONSE)
-                .collect()
-                .await
-                .map_err(|e| ClientError::Http(e.to_string()))?
-                .to_bytes();
-            let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let value: Value =
+                serde_json::from_slice(&read_body(body).await?).unwrap_or(Value::Null);
             let message = value
                 .pointer("/error/message")
-                .unwrap_or(&Value::Null)
-                .as_str()
+                .and_then(Value::as_str)
                 .unwrap_or("no message")
                 .to_owned();
             return Err(ClientError::Api { status, message });
@@ -359,6 +353,15 @@ impl AttestedConnection {
             raw: Value::Null,
         })
     }
+}
+
+/// Reads a whole body, up to [`MAX_RESPONSE`].
+async fn read_body(body: hyper::body::Incoming) -> Result<Bytes, ClientError> {
+    Ok(http_body_util::Limited::new(body, MAX_RESPONSE)
+        .collect()
+        .await
+        .map_err(|e| ClientError::Http(e.to_string()))?
+        .to_bytes())
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use clap::Args;
 use cloister::client::{AttestedConnection, ClientError};
+use cloister::dev::{sim_enclave_toml, DEV_AUDIENCE};
 use cloister_attestation::policy::AppraisalPolicy;
 use cloister_policy::identity::DevIdp;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -22,7 +23,6 @@ use time::OffsetDateTime;
 use crate::measure::sim_image_measurement;
 use crate::query::print_trust;
 
-const AUDIENCE: &str = "cloister";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Arguments of `cloister demo`.
@@ -66,7 +66,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 
     step("2. The enclave image: enclave.toml trusts that IdP and uses the test engine");
     let image = dir.join("image");
-    std::fs::write(image.join("enclave.toml"), enclave_toml(&idp)?)?;
+    std::fs::write(image.join("enclave.toml"), sim_enclave_toml(&idp)?)?;
     let measurement = sim_image_measurement(&enclave, &image)?;
     println!("   sim launch measurement {measurement}");
 
@@ -101,12 +101,15 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot start {}", cloisterd.display()))?;
     let mut daemon = Daemon(daemon);
     wait_until_running(&cloisterd, &host_path, &mut daemon.0)?;
-    println!("   logs: {}", log_path.display());
+    println!(
+        "   cloisterd's log: {} (kept if the demo fails)",
+        log_path.display()
+    );
 
     step("5. A clinician's token, signed by the IdP");
     let now = OffsetDateTime::now_utc();
     let mut claims = idp.claims(
-        AUDIENCE,
+        DEV_AUDIENCE,
         "dr.grey",
         "clinician",
         "TREAT",
@@ -177,23 +180,6 @@ fn step(title: &str) {
 
 fn indent(text: &str) -> String {
     text.lines().map(|l| format!("   {l}\n")).collect()
-}
-
-fn enclave_toml(idp: &DevIdp) -> anyhow::Result<String> {
-    let mut issuer = toml::Table::new();
-    issuer.insert("issuer".into(), idp.issuer().into());
-    issuer.insert("jwks".into(), idp.jwks().into());
-    let mut identity = toml::Table::new();
-    identity.insert("audience".into(), AUDIENCE.into());
-    identity.insert("issuers".into(), toml::Value::Array(vec![issuer.into()]));
-    let mut root = toml::Table::new();
-    root.insert("tee".into(), "sim".into());
-    root.insert("engine".into(), "test-echo".into());
-    root.insert("identity".into(), identity.into());
-    Ok(format!(
-        "# Cloister enclave configuration (measured with the image).\n{}",
-        toml::to_string(&root)?
-    ))
 }
 
 fn free_port() -> anyhow::Result<u16> {

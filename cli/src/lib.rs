@@ -3,3 +3,4 @@
 //! benchmark so that all three exercise the same verification path.
 
 pub mod client;
+pub mod dev;

@@ -12,6 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use cloister::dev::sim_enclave_toml;
 use cloister_attestation::policy::AppraisalPolicy;
 use cloister_attestation::sim::sim_measurement;
 use cloister_attestation::types::Measurement;
@@ -20,7 +21,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 /// The audience every test enclave expects.
-pub const AUDIENCE: &str = "cloister";
+pub use cloister::dev::DEV_AUDIENCE as AUDIENCE;
 /// How long a test waits for a state before failing (a bound, not a measurement).
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -90,7 +91,7 @@ impl Cluster {
         let idp = DevIdp::generate("https://idp.test.invalid", "test-key")?;
         let image = dir.join("image");
         std::fs::create_dir_all(&image)?;
-        let config = enclave_toml(&idp)?;
+        let config = sim_enclave_toml(&idp)?;
         std::fs::write(image.join("enclave.toml"), &config)?;
         let binary = std::fs::read(bin("cloister-enclave"))?;
         let measurement = sim_measurement(&sha2_384(&binary), config.as_bytes());
@@ -195,6 +196,25 @@ impl Cluster {
         Ok(path)
     }
 
+    /// Runs `cloister query` against this cluster with `policy`, `token`,
+    /// then `extra` arguments (flags and the prompt).
+    pub fn query(&self, policy: &Path, token: &Path, extra: &[&str]) -> anyhow::Result<Output> {
+        let mut args = vec![
+            "query".to_owned(),
+            "--endpoint".to_owned(),
+            self.endpoint.clone(),
+            "--policy".to_owned(),
+            policy.display().to_string(),
+            "--token".to_owned(),
+            token.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        Command::new(bin("cloister"))
+            .args(&args)
+            .output()
+            .context("cannot run cloister query")
+    }
+
     /// Runs `cloister` with `args`.
     pub fn cloister(&self, args: &[&str]) -> anyhow::Result<Output> {
         Command::new(bin("cloister"))
@@ -269,20 +289,6 @@ pub fn mitm(upstream: &str, mode: &str) -> anyhow::Result<(Child, String)> {
         bail!("cloister-mitm did not start: {line:?}");
     }
     Ok((child, listen))
-}
-
-fn enclave_toml(idp: &DevIdp) -> anyhow::Result<String> {
-    let mut issuer = toml::Table::new();
-    issuer.insert("issuer".into(), idp.issuer().into());
-    issuer.insert("jwks".into(), idp.jwks().into());
-    let mut identity = toml::Table::new();
-    identity.insert("audience".into(), AUDIENCE.into());
-    identity.insert("issuers".into(), toml::Value::Array(vec![issuer.into()]));
-    let mut root = toml::Table::new();
-    root.insert("tee".into(), "sim".into());
-    root.insert("engine".into(), "test-echo".into());
-    root.insert("identity".into(), identity.into());
-    Ok(toml::to_string(&root)?)
 }
 
 fn sha2_384(bytes: &[u8]) -> [u8; 48] {

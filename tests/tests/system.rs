@@ -31,17 +31,11 @@ fn query_gets_an_answer_through_the_relay() {
     let cluster = Cluster::start("query").unwrap();
     let token = cluster.token_file("token.jwt", &cluster.claims()).unwrap();
     let out = cluster
-        .cloister(&[
-            "query",
-            "--endpoint",
-            &cluster.endpoint,
-            "--policy",
-            cluster.policy_path().to_str().unwrap(),
-            "--token",
-            token.to_str().unwrap(),
-            "--json",
-            "What is the patient's latest potassium?",
-        ])
+        .query(
+            &cluster.policy_path(),
+            &token,
+            &["--json", "What is the patient's latest potassium?"],
+        )
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -57,17 +51,7 @@ fn query_gets_an_answer_through_the_relay() {
 
     // The human form says what was trusted, and that sim is insecure.
     let out = cluster
-        .cloister(&[
-            "query",
-            "--endpoint",
-            &cluster.endpoint,
-            "--policy",
-            cluster.policy_path().to_str().unwrap(),
-            "--token",
-            token.to_str().unwrap(),
-            "--stream",
-            "hello",
-        ])
+        .query(&cluster.policy_path(), &token, &["--stream", "hello"])
         .unwrap();
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
@@ -92,18 +76,7 @@ fn policy_demanding_another_measurement_is_refused() {
         ),
     )
     .unwrap();
-    let out = cluster
-        .cloister(&[
-            "query",
-            "--endpoint",
-            &cluster.endpoint,
-            "--policy",
-            other.to_str().unwrap(),
-            "--token",
-            token.to_str().unwrap(),
-            "hello",
-        ])
-        .unwrap();
+    let out = cluster.query(&other, &token, &["hello"]).unwrap();
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("REFUSED"), "{stderr}");
@@ -126,18 +99,7 @@ fn sim_evidence_is_refused_unless_the_policy_allows_it() {
     )
     .unwrap();
     let token = cluster.token_file("token.jwt", &cluster.claims()).unwrap();
-    let out = cluster
-        .cloister(&[
-            "query",
-            "--endpoint",
-            &cluster.endpoint,
-            "--policy",
-            strict.to_str().unwrap(),
-            "--token",
-            token.to_str().unwrap(),
-            "hello",
-        ])
-        .unwrap();
+    let out = cluster.query(&strict, &token, &["hello"]).unwrap();
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -253,16 +215,7 @@ fn bad_tokens_get_401_with_the_reason() {
         let path = cluster.dir.join(format!("{name}.jwt"));
         std::fs::write(&path, token).unwrap();
         let out = cluster
-            .cloister(&[
-                "query",
-                "--endpoint",
-                &cluster.endpoint,
-                "--policy",
-                cluster.policy_path().to_str().unwrap(),
-                "--token",
-                path.to_str().unwrap(),
-                "hello",
-            ])
+            .query(&cluster.policy_path(), &path, &["hello"])
             .unwrap();
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(4), "{name}: {stderr}");
