@@ -109,6 +109,14 @@ impl From<TokenError> for ApiError {
 }
 
 fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Caller, ApiError> {
+    bearer_caller(headers, state).map_err(|e| {
+        // Denials are logged with their reason, never with the token.
+        tracing::warn!(reason = %e, "request denied: 401");
+        ApiError::from(e)
+    })
+}
+
+fn bearer_caller(headers: &HeaderMap, state: &AppState) -> Result<Caller, TokenError> {
     let value = headers
         .get(header::AUTHORIZATION)
         .ok_or(TokenError::Missing)?

@@ -487,4 +487,59 @@ mod tests {
             Err(TokenError::Malformed(_))
         ));
     }
+    #[test]
+    fn es256_keys_work_and_cannot_be_used_as_eddsa() {
+        use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            &aws_lc_rs::rand::SystemRandom::new(),
+        )
+        .unwrap();
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+        // Uncompressed point: 0x04 || x || y.
+        let point = pair.public_key().as_ref();
+        let jwks = serde_json::json!({"keys": [{
+            "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": "ec1",
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+        }]});
+        let v = TokenVerifier::new(&IdentityConfig {
+            audience: "cloister".into(),
+            leeway_seconds: 0,
+            issuers: vec![IssuerConfig {
+                issuer: "https://ec.test".into(),
+                jwks: jwks.to_string(),
+            }],
+        })
+        .unwrap();
+        let now = OffsetDateTime::now_utc();
+        let claims = CallerClaims {
+            iss: "https://ec.test".into(),
+            sub: "scribe-service".into(),
+            aud: "cloister".into(),
+            exp: (now + Duration::minutes(5)).unix_timestamp(),
+            nbf: None,
+            iat: None,
+            role: "scribe".into(),
+            purpose_of_use: "TREAT".into(),
+            patient: None,
+        };
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("ec1".into());
+        let token =
+            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ec_der(pkcs8.as_ref()))
+                .unwrap();
+        assert_eq!(v.verify(&token, now).unwrap().role, "scribe");
+
+        // The same kid under an EdDSA header is refused before any signature check.
+        let ed = DevIdp::generate("https://ec.test", "ec1").unwrap();
+        let mut forged_claims = claims.clone();
+        forged_claims.sub = "intruder".into();
+        let forged = ed.mint(&forged_claims).unwrap();
+        assert!(matches!(
+            v.verify(&forged, now),
+            Err(TokenError::UnsupportedAlgorithm(_))
+        ));
+    }
 }
