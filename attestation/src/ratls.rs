@@ -112,6 +112,15 @@ pub enum RaTlsError {
         /// report_data the evidence carries.
         found: String,
     },
+    /// Evidence does not bind what the verifier asked it to bind (a key
+    /// release's nonce and key, for instance): made for another request.
+    #[error("evidence does not bind this request: report_data is {found}, expected {expected}")]
+    BindingMismatch {
+        /// report_data the request requires.
+        expected: String,
+        /// report_data the evidence carries.
+        found: String,
+    },
     /// The fresh evidence does not bind the nonce the client sent.
     #[error("fresh evidence does not bind our nonce {nonce}: stale or replayed (report_data {found}, expected {expected})")]
     StaleNonce {
@@ -147,8 +156,10 @@ pub enum RaTlsError {
 }
 
 /// Domain-separated, length-prefixed SHA-512 of the parts: no two different
-/// inputs can collide by shifting bytes between parts.
-fn binding(label: &[u8], parts: &[&[u8]]) -> ReportData {
+/// inputs can collide by shifting bytes between parts. Every report_data
+/// Cloister asks for (RA-TLS, freshness, key release) is one of these, each
+/// under its own label, so evidence made for one purpose never serves another.
+pub fn binding(label: &[u8], parts: &[&[u8]]) -> ReportData {
     let mut h = Sha512::new();
     h.update(label);
     for part in parts {
@@ -520,7 +531,9 @@ mod opt_hex {
 }
 
 impl AttestationDocument {
-    fn new(collected: &Collected, bindings: &Bindings, nonce: &[u8]) -> Self {
+    /// Packs collected evidence, the commitments it binds and the nonce it
+    /// answers.
+    pub fn new(collected: &Collected, bindings: &Bindings, nonce: &[u8]) -> Self {
         Self {
             tee: collected.tee.name().to_owned(),
             nonce: nonce.to_vec(),
@@ -545,23 +558,53 @@ impl AttestationDocument {
     ) -> Result<Appraisal, RaTlsError> {
         check_nonce(our_nonce)?;
         let expected = freshness_binding(&peer.spki, &peer.bindings, our_nonce);
-        let tee = Evidence::detect(&self.evidence)
-            .ok_or_else(|| RaTlsError::MalformedEvidence("evidence of an unknown kind".into()))?;
-        let collected = Collected {
-            tee,
-            evidence: self.evidence.clone(),
-            endorsements: crate::collect::Endorsements {
-                vek: self.vek.clone(),
-                cert_chain: self.cert_chain.clone(),
-                collateral: self.collateral.clone(),
-            },
-        };
-        appraise(&collected, &expected, policy, now).map_err(|e| match e {
-            Mismatch::Binding { expected, found } => RaTlsError::StaleNonce {
+        self.verify_bound(
+            &expected,
+            &crate::collect::Endorsements::default(),
+            policy,
+            now,
+        )
+        .map_err(|e| match e {
+            RaTlsError::BindingMismatch { expected, found } => RaTlsError::StaleNonce {
                 nonce: hex::encode(our_nonce),
                 expected,
                 found,
             },
+            other => other,
+        })
+    }
+
+    /// Verifies that this document's evidence carries exactly `expected` as
+    /// report_data and satisfies `policy` at `now`. Endorsements the document
+    /// lacks are taken from `fallback` (a verifier's own offline cache);
+    /// those it carries are used as sent (they are checked against the pinned
+    /// vendor roots either way). A wrong binding is
+    /// [`RaTlsError::BindingMismatch`], found before any signature is checked.
+    pub fn verify_bound(
+        &self,
+        expected: &ReportData,
+        fallback: &crate::collect::Endorsements,
+        policy: &AppraisalPolicy,
+        now: OffsetDateTime,
+    ) -> Result<Appraisal, RaTlsError> {
+        let tee = Evidence::detect(&self.evidence)
+            .ok_or_else(|| RaTlsError::MalformedEvidence("evidence of an unknown kind".into()))?;
+        let pick = |own: &Option<Vec<u8>>, cached: &Option<Vec<u8>>| {
+            own.clone().or_else(|| cached.clone())
+        };
+        let collected = Collected {
+            tee,
+            evidence: self.evidence.clone(),
+            endorsements: crate::collect::Endorsements {
+                vek: pick(&self.vek, &fallback.vek),
+                cert_chain: pick(&self.cert_chain, &fallback.cert_chain),
+                collateral: pick(&self.collateral, &fallback.collateral),
+            },
+        };
+        appraise(&collected, expected, policy, now).map_err(|e| match e {
+            Mismatch::Binding { expected, found } => {
+                RaTlsError::BindingMismatch { expected, found }
+            }
             Mismatch::Rejected(e) => e,
         })
     }

@@ -1,14 +1,18 @@
 //! `cloister`: the command-line tool of Cloister's users, hospital platform
 //! teams, clinical apps, data owners and auditors: `verify` evidence,
-//! `query` an attested enclave, `measure` an image, and `demo` the whole
-//! flow. `audit`, `seal`, `kbs` and `policy` arrive with their crates.
+//! `query` an attested enclave, `measure` an image, `seal`/`unseal`
+//! bundles, run the key broker (`kbs`), and `demo` the whole flow. `audit`
+//! and `policy` arrive with their crates.
 //!
-//! Exit codes: 0 success, 1 rejection (attestation refused), 2 usage error
-//! or unreadable input; `query` adds 3 (unreachable) and 4 (request refused).
+//! Exit codes: 0 success, 1 rejection (attestation refused, bundle
+//! rejected), 2 usage error or unreadable input; `query` adds 3
+//! (unreachable) and 4 (request refused).
 
 mod demo;
+mod kbs;
 mod measure;
 mod query;
+mod seal;
 mod verify;
 
 use std::io::IsTerminal as _;
@@ -36,8 +40,22 @@ enum Command {
     Query(query::QueryArgs),
     /// Compute the launch measurement an enclave image will report.
     Measure(measure::MeasureArgs),
+    /// Seal a file into a bundle the untrusted host can store but not read.
+    Seal(seal::SealArgs),
+    /// Unseal a bundle with its key (the data owner's own check).
+    Unseal(seal::UnsealArgs),
+    /// The key broker: release keys only to attested, approved enclaves.
+    Kbs(kbs::KbsArgs),
     /// Run the whole flow on this machine (INSECURE simulated TEE).
     Demo(demo::DemoArgs),
+}
+
+/// Runs a subcommand whose failures are usage errors (exit 2).
+fn usage_on_error(name: &str, outcome: anyhow::Result<ExitCode>) -> ExitCode {
+    outcome.unwrap_or_else(|e| {
+        eprintln!("cloister {name}: {e:#}");
+        ExitCode::from(EXIT_USAGE)
+    })
 }
 
 /// Exit status for usage errors and unreadable files (clap uses it too).
@@ -77,6 +95,9 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_USAGE)
             }
         },
+        Command::Seal(args) => usage_on_error("seal", seal::run_seal(&args)),
+        Command::Unseal(args) => usage_on_error("unseal", seal::run_unseal(&args)),
+        Command::Kbs(args) => usage_on_error("kbs", kbs::run(&args)),
         Command::Demo(args) => match demo::run(&args) {
             Ok(code) => code,
             Err(e) => {

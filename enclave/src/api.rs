@@ -33,6 +33,30 @@ pub(crate) struct AppState {
     pub(crate) identity: Arc<RaTlsIdentity>,
     pub(crate) source: Arc<dyn EvidenceSource>,
     pub(crate) limits: Limits,
+    pub(crate) sealed: Vec<SealedSummary>,
+}
+
+/// What `/healthz` says of an unsealed bundle: only what its header, which
+/// the host holds anyway, already says.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct SealedSummary {
+    name: String,
+    key_id: String,
+    kind: &'static str,
+    version: u64,
+    bytes: u64,
+}
+
+impl SealedSummary {
+    pub(crate) fn of(bundle: &crate::sealed::UnsealedBundle) -> Self {
+        Self {
+            name: bundle.name.clone(),
+            key_id: bundle.header.key_id.clone(),
+            kind: bundle.header.kind.as_str(),
+            version: bundle.header.bundle_version,
+            bytes: bundle.header.plaintext_len,
+        }
+    }
 }
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
@@ -147,6 +171,7 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> 
         "tee": tee.name(),
         "insecure": tee.is_insecure(),
         "engine": state.engine.as_ref().map(|e| e.model_id()),
+        "sealed": state.sealed,
     }))
 }
 

@@ -5,8 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
+use anyhow::{bail, Context as _};
 use cloister_policy::identity::IdentityConfig;
+use cloister_vault::kbs::client::BrokerEndpoint;
+use cloister_vault::ContentKind;
 use serde::Deserialize;
 
 /// Name of the configuration file inside an image directory.
@@ -63,6 +65,31 @@ impl Default for Limits {
     }
 }
 
+/// The data owner's key broker. Its key is pinned here, in the measured
+/// configuration, so the host cannot stand in for it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BrokerConfig {
+    /// HOST:PORT.
+    pub(crate) address: String,
+    /// SHA-256 of the broker's TLS SubjectPublicKeyInfo (`cloister kbs init` prints it).
+    pub(crate) spki_sha256: String,
+}
+
+/// A sealed bundle the enclave needs before it serves. The host supplies
+/// the ciphertext (`--sealed NAME=PATH`); which key it needs and what it
+/// must hold are fixed here.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SealedConfig {
+    /// The name the host supplies it under.
+    pub(crate) name: String,
+    /// The key it must be sealed under.
+    pub(crate) key_id: String,
+    /// What it must hold.
+    pub(crate) kind: ContentKind,
+}
+
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,6 +105,43 @@ pub(crate) struct EnclaveConfig {
     /// Request limits.
     #[serde(default)]
     pub(crate) limits: Limits,
+    /// The key broker; required when there are sealed bundles.
+    #[serde(default)]
+    pub(crate) broker: Option<BrokerConfig>,
+    /// Sealed bundles to unseal before serving.
+    #[serde(default)]
+    pub(crate) sealed: Vec<SealedConfig>,
+}
+
+impl EnclaveConfig {
+    /// The broker endpoint, checked; `None` when no bundle needs one.
+    pub(crate) fn broker_endpoint(&self) -> anyhow::Result<Option<BrokerEndpoint>> {
+        let mut names = std::collections::BTreeSet::new();
+        for bundle in &self.sealed {
+            if !names.insert(bundle.name.as_str()) {
+                bail!("sealed bundle name {:?} appears twice", bundle.name);
+            }
+        }
+        match (&self.broker, self.sealed.is_empty()) {
+            (None, true) => Ok(None),
+            (None, false) => bail!(
+                "sealed bundles are configured but no [broker] is: nobody could release their keys"
+            ),
+            (Some(broker), _) => {
+                let mut pin = [0u8; 32];
+                hex::decode_to_slice(broker.spki_sha256.trim(), &mut pin).with_context(|| {
+                    format!(
+                        "broker.spki_sha256 must be 64 hex digits, got {:?}",
+                        broker.spki_sha256
+                    )
+                })?;
+                Ok(Some(BrokerEndpoint {
+                    address: broker.address.clone(),
+                    spki_sha256: pin,
+                }))
+            }
+        }
+    }
 }
 
 /// The configuration and its exact bytes (which the sim measurement covers).
@@ -112,9 +176,40 @@ mod tests {
         assert_eq!(config.tee, TeeChoice::Auto);
         assert_eq!(config.engine, EngineChoice::None);
         cloister_policy::identity::TokenVerifier::new(&config.identity).unwrap();
+        let broker = config.broker_endpoint().unwrap().unwrap();
+        assert_eq!(broker.address, "kbs.research.hospital.example:7443");
+        assert_eq!(config.sealed.len(), 1);
         assert!(toml::from_str::<EnclaveConfig>(
             "tee = \"sgx\"\n[identity]\naudience = \"a\"\nissuers = []"
         )
+        .is_err());
+    }
+
+    #[test]
+    fn sealed_bundles_need_a_broker_and_unique_names() {
+        let base = "[identity]\naudience = \"a\"\nissuers = []\n";
+        let bundle = "[[sealed]]\nname = \"model\"\nkey_id = \"k\"\nkind = \"model\"\n";
+        let broker = format!(
+            "[broker]\naddress = \"127.0.0.1:1\"\nspki_sha256 = \"{}\"\n",
+            "ab".repeat(32)
+        );
+        let parse = |text: &str| toml::from_str::<EnclaveConfig>(text).unwrap();
+        assert!(parse(base).broker_endpoint().unwrap().is_none());
+        assert!(parse(&format!("{base}{bundle}")).broker_endpoint().is_err());
+        assert!(parse(&format!("{base}{broker}{bundle}"))
+            .broker_endpoint()
+            .unwrap()
+            .is_some());
+        assert!(parse(&format!("{base}{broker}{bundle}{bundle}"))
+            .broker_endpoint()
+            .is_err());
+        let bad_pin = "[broker]\naddress = \"x:1\"\nspki_sha256 = \"00\"\n";
+        assert!(parse(&format!("{base}{bad_pin}"))
+            .broker_endpoint()
+            .is_err());
+        assert!(toml::from_str::<EnclaveConfig>(&format!(
+            "{base}[[sealed]]\nname = \"m\"\nkey_id = \"k\"\nkind = \"weights\"\n"
+        ))
         .is_err());
     }
 }

@@ -5,6 +5,7 @@
 
 mod api;
 mod config;
+mod sealed;
 mod server;
 
 use std::net::SocketAddr;
@@ -47,6 +48,10 @@ struct Args {
     /// Cap this process's address space, MiB (the simulated TEE's memory size).
     #[arg(long)]
     memory_limit_mib: Option<u64>,
+    /// A sealed bundle the host supplies, NAME=PATH (repeat for each bundle
+    /// the configuration names). Only ciphertext: the key comes from the broker.
+    #[arg(long = "sealed", value_name = "NAME=PATH")]
+    sealed: Vec<String>,
     /// More logging (-v debug, -vv trace). Prompts are never logged.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -99,12 +104,48 @@ fn run(args: Args) -> Result<(), Failure> {
     let config = loaded.config;
     tracing::info!(config = %loaded.path.display(), "configuration loaded");
 
-    let source = evidence_source(config.tee, &loaded.bytes).map_err(with_code(EXIT_TEE))?;
+    let source: Arc<dyn EvidenceSource> =
+        Arc::from(evidence_source(config.tee, &loaded.bytes).map_err(with_code(EXIT_TEE))?);
     let tokens = TokenVerifier::new(&config.identity)
         .map_err(anyhow::Error::from)
         .map_err(with_code(EXIT_CONFIG))?;
-    let engine = engine(config.engine).map_err(with_code(EXIT_CONFIG))?;
-    let identity = RaTlsIdentity::generate(source.as_ref(), Bindings::default())
+    let broker = config.broker_endpoint().map_err(with_code(EXIT_CONFIG))?;
+    let bundles = sealed::supplied(&config.sealed, &args.sealed).map_err(with_code(EXIT_CONFIG))?;
+    // Policy bundle digest and audit key arrive with their issues; the
+    // commitments are empty until then, for RA-TLS and key release alike.
+    let bindings = Bindings::default();
+
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.worker_threads {
+        runtime.worker_threads(threads.max(1));
+    }
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .map_err(with_code(EXIT_FAILURE))?;
+
+    let unsealed = match &broker {
+        Some(broker) if !bundles.is_empty() => {
+            let work = sealed::unseal_all(broker, &bundles, source.clone(), &bindings);
+            let stopped = runtime.block_on(async {
+                tokio::select! {
+                    unsealed = work => Some(unsealed),
+                    () = shutdown_signal() => None,
+                }
+            });
+            match stopped {
+                Some(unsealed) => unsealed,
+                None => {
+                    tracing::info!("stopped before the sealed bundles were unsealed");
+                    return Ok(());
+                }
+            }
+        }
+        _ => Vec::new(),
+    };
+    let engine = engine(config.engine, &unsealed).map_err(with_code(EXIT_CONFIG))?;
+    let identity = RaTlsIdentity::generate(source.as_ref(), bindings)
         .context("cannot create the RA-TLS identity")
         .map_err(with_code(EXIT_TEE))?;
     tracing::info!(
@@ -122,19 +163,12 @@ fn run(args: Args) -> Result<(), Failure> {
         engine,
         tokens,
         identity: Arc::new(identity),
-        source: Arc::from(source),
+        source,
         limits: config.limits,
+        sealed: unsealed.iter().map(api::SealedSummary::of).collect(),
     });
+    drop(unsealed);
 
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = args.worker_threads {
-        runtime.worker_threads(threads.max(1));
-    }
-    let runtime = runtime
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-        .map_err(with_code(EXIT_FAILURE))?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -206,16 +240,29 @@ fn evidence_source(
     Ok(source)
 }
 
-fn engine(choice: EngineChoice) -> anyhow::Result<Option<Arc<dyn Engine>>> {
+/// The engine, built from the unsealed model bundle where there is one.
+fn engine(
+    choice: EngineChoice,
+    unsealed: &[sealed::UnsealedBundle],
+) -> anyhow::Result<Option<Arc<dyn Engine>>> {
+    let model = unsealed
+        .iter()
+        .find(|b| b.header.kind == cloister_vault::ContentKind::Model);
     match choice {
         EngineChoice::None => {
+            if let Some(model) = model {
+                tracing::warn!(bundle = %model.name, "a model bundle is unsealed but no engine is configured to load it");
+            }
             tracing::warn!("no inference engine configured: chat completions answer 503");
             Ok(None)
         }
         #[cfg(feature = "test-engine")]
         EngineChoice::TestEcho => {
             tracing::warn!("TEST ENGINE: answers echo the prompt; this is not a model");
-            Ok(Some(Arc::new(cloister_inference::echo::EchoEngine)))
+            Ok(Some(Arc::new(match model {
+                Some(model) => cloister_inference::echo::EchoEngine::with_model(&model.bytes),
+                None => cloister_inference::echo::EchoEngine::new(),
+            })))
         }
         #[cfg(not(feature = "test-engine"))]
         EngineChoice::TestEcho => bail!(

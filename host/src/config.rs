@@ -93,9 +93,11 @@ pub(crate) struct EnclaveConfig {
     /// Policy bundle (policy modules arrive in a later release).
     #[serde(default)]
     pub(crate) policy_bundle: Option<PathBuf>,
-    /// Sealed model/data bundle (sealing arrives in a later release).
+    /// Sealed bundles the enclave needs, by the names its configuration
+    /// gives them. Ciphertext only: the enclave gets each key from the data
+    /// owner's key broker.
     #[serde(default)]
-    pub(crate) sealed_bundle: Option<PathBuf>,
+    pub(crate) sealed: std::collections::BTreeMap<String, PathBuf>,
     /// Resources.
     #[serde(default)]
     pub(crate) resources: Resources,
@@ -145,6 +147,9 @@ impl HostConfig {
             if let Some(p) = &mut e.relay_capture {
                 fix(p);
             }
+            for p in e.sealed.values_mut() {
+                fix(p);
+            }
         }
     }
 
@@ -176,11 +181,20 @@ impl HostConfig {
                     e.name
                 );
             }
-            if e.sealed_bundle.is_some() {
-                bail!(
-                    "enclave {:?}: sealed_bundle is set, but sealed bundles are not supported by this release; refusing to run the enclave without its data",
-                    e.name
-                );
+            for (name, path) in &e.sealed {
+                if name.is_empty() || name.contains('=') {
+                    bail!(
+                        "enclave {:?}: sealed bundle name {name:?} is empty or contains '='",
+                        e.name
+                    );
+                }
+                if !path.is_file() {
+                    bail!(
+                        "enclave {:?}: sealed bundle {name:?} ({}) does not exist",
+                        e.name,
+                        path.display()
+                    );
+                }
             }
             if !e.image.join("enclave.toml").is_file() {
                 bail!(

@@ -226,6 +226,11 @@ impl Supervisor {
         if let Some(mib) = self.config.resources.memory_mib {
             command.arg("--memory-limit-mib").arg(mib.to_string());
         }
+        for (name, path) in &self.config.sealed {
+            let mut arg = std::ffi::OsString::from(format!("{name}="));
+            arg.push(path);
+            command.arg("--sealed").arg(arg);
+        }
         let mut child = command.spawn()?;
         if let Some(out) = child.stdout.take() {
             forward_logs(self.config.name.clone(), out);

@@ -1,6 +1,11 @@
 //! A deterministic stand-in engine for tests: it answers by repeating the
 //! last user message, word by word. It is not a language model and says so
 //! in every answer.
+//!
+//! Given the bytes of a sealed "model" bundle ([`EchoEngine::with_model`]),
+//! it quotes the bundle's first line in every answer, so end-to-end tests
+//! can see that bytes unsealed inside the enclave reach the client, and
+//! only through the attested channel.
 
 #[cfg(not(debug_assertions))]
 compile_error!(
@@ -16,9 +21,34 @@ pub const ECHO_MODEL_ID: &str = "cloister-test-echo";
 /// Every echo answer starts with this, so nobody mistakes it for a model.
 pub const ECHO_PREFIX: &str = "[test engine, not a model] You said:";
 
+/// Longest model line quoted.
+const MAX_MODEL_NOTE: usize = 200;
+
 /// Repeats the last user message.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct EchoEngine;
+#[derive(Debug, Default, Clone)]
+pub struct EchoEngine {
+    model_note: Option<String>,
+}
+
+impl EchoEngine {
+    /// An echo engine with no model.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An echo engine that quotes the first line of `model` (lossy UTF-8,
+    /// at most 200 characters) in every answer.
+    pub fn with_model(model: &[u8]) -> Self {
+        let first = model.split(|&b| b == b'\n').next().unwrap_or_default();
+        let note: String = String::from_utf8_lossy(first)
+            .chars()
+            .take(MAX_MODEL_NOTE)
+            .collect();
+        Self {
+            model_note: Some(note),
+        }
+    }
+}
 
 impl Engine for EchoEngine {
     fn model_id(&self) -> &str {
@@ -44,8 +74,13 @@ impl Engine for EchoEngine {
             .iter()
             .map(|m| m.content.split_whitespace().count())
             .sum::<usize>();
+        let note = self
+            .model_note
+            .as_ref()
+            .map(|n| format!("[sealed model: {n}]"));
         let words = ECHO_PREFIX
             .split_whitespace()
+            .chain(note.iter().flat_map(|n| n.split_whitespace()))
             .chain(last.content.split_whitespace());
         let mut text = String::new();
         let mut generated = 0u32;
@@ -94,7 +129,7 @@ mod tests {
             temperature: 0.0,
         };
         let mut streamed = String::new();
-        let c = EchoEngine
+        let c = EchoEngine::new()
             .generate(&user("hello  there"), &params, &mut |t| {
                 streamed.push_str(t);
                 ControlFlow::Continue(())
@@ -108,15 +143,24 @@ mod tests {
             max_tokens: 2,
             ..params
         };
-        let c = EchoEngine
+        let c = EchoEngine::new()
             .generate(&user("hello"), &short, &mut |_| ControlFlow::Continue(()))
             .unwrap();
         assert_eq!(
             (c.completion_tokens, c.finish_reason),
             (2, FinishReason::Length)
         );
-        assert!(EchoEngine
+        assert!(EchoEngine::new()
             .generate(&[], &params, &mut |_| ControlFlow::Continue(()))
             .is_err());
+
+        let with_model = EchoEngine::with_model(b"canary model v2\nweights...");
+        let c = with_model
+            .generate(&user("hi"), &params, &mut |_| ControlFlow::Continue(()))
+            .unwrap();
+        assert_eq!(
+            c.text,
+            format!("{ECHO_PREFIX} [sealed model: canary model v2] hi")
+        );
     }
 }

@@ -409,8 +409,8 @@ fn cloisterd_refuses_what_it_cannot_do_safely() {
             "policy bundles are not supported",
         ),
         (
-            "tee = \"sim\"\nsealed_bundle = \"s.bundle\"",
-            "sealed bundles are not supported",
+            "tee = \"sim\"\nsealed = { model = \"missing.sealed\" }",
+            "sealed bundle \"model\" (",
         ),
         ("tee = \"sim\"\nbogus = 1", "unknown field"),
     ];

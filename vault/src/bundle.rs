@@ -40,6 +40,12 @@ impl core::fmt::Debug for DataKey {
     }
 }
 
+impl Drop for DataKey {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
 impl DataKey {
     /// A fresh random key.
     pub fn generate() -> Result<Self> {
@@ -85,6 +91,15 @@ pub enum ContentKind {
 }
 
 impl ContentKind {
+    /// The kind's name, as configuration files write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Model => "model",
+            Self::Data => "data",
+            Self::Other => "other",
+        }
+    }
+
     fn code(self) -> u8 {
         match self {
             Self::Model => 1,

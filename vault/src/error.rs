@@ -51,4 +51,40 @@ pub enum VaultError {
     /// The cryptographic library failed (no randomness, bad key length).
     #[error("cryptography failed: {0}")]
     Crypto(&'static str),
+    /// A wrapped key does not open with this enclave key and release
+    /// context (one opaque variant: no oracle on which part was wrong).
+    #[error("the wrapped key does not open for this enclave key and release")]
+    UnwrapFailed,
+    /// The key broker refused to release a key, with its reason.
+    #[error("key broker refused key {key_id:?}: {message} ({code})")]
+    Refused {
+        /// The key asked for.
+        key_id: String,
+        /// The broker's refusal code (`attestation_rejected`, `bundle_version_too_low`, ...).
+        code: String,
+        /// The broker's reason.
+        message: String,
+    },
+    /// The key broker could not be reached or spoke something else.
+    #[error("key broker {address}: {detail}")]
+    Broker {
+        /// Where.
+        address: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// A released key or bundle that the enclave must not use.
+    #[error("{0}")]
+    ReleaseViolation(String),
+    /// The broker's key store is unusable (missing, modified, wrong master key).
+    #[error("key store {path}: {detail}")]
+    Store {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A release policy that cannot be used.
+    #[error("release policy: {0}")]
+    Policy(String),
 }

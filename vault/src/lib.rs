@@ -33,8 +33,32 @@
 //! key under distinct labels. Each chunk's associated data is the whole
 //! header, so a modified header breaks every chunk as well as the MAC.
 
+//!
+//! Around the format: [`wrap`] seals a data key to an attested enclave's
+//! ephemeral key (HPKE), and [`kbs`] is the key broker that decides who gets
+//! one.
+//!
+//! ```
+//! use cloister_vault::{seal_to_vec, unseal_to_vec, ContentKind, DataKey, SealParams};
+//!
+//! let key = DataKey::generate()?;
+//! let params = SealParams {
+//!     key_id: "notes-2026".into(),
+//!     kind: ContentKind::Data,
+//!     bundle_version: 3,
+//!     chunk_log2: 12,
+//! };
+//! let (header, sealed) = seal_to_vec(b"patient notes", &key, &params)?;
+//! assert_eq!(header.bundle_version, 3);
+//! let (_, plaintext) = unseal_to_vec(&sealed, &key, true)?;
+//! assert_eq!(plaintext, b"patient notes");
+//! # Ok::<(), cloister_vault::VaultError>(())
+//! ```
+
 mod bundle;
 mod error;
+pub mod kbs;
+pub mod wrap;
 
 pub use bundle::{
     seal, seal_to_vec, unseal, unseal_to_vec, BundleHeader, ContentKind, DataKey, SealParams,
