@@ -41,6 +41,8 @@ enum Command {
     /// Compute the launch measurement an enclave image will report.
     Measure(measure::MeasureArgs),
     /// Seal a file into a bundle the untrusted host can store but not read.
+    // `--version` is the bundle version here, as the data owner's scripts write it.
+    #[command(disable_version_flag = true)]
     Seal(seal::SealArgs),
     /// Unseal a bundle with its key (the data owner's own check).
     Unseal(seal::UnsealArgs),
@@ -105,5 +107,15 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

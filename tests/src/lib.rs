@@ -87,47 +87,85 @@ impl Cluster {
     /// Writes an image, a host configuration and a policy, starts
     /// `cloisterd`, and waits until the enclave is running.
     pub fn start(tag: &str) -> anyhow::Result<Self> {
+        let mut cluster = Self::prepare(tag, "")?;
+        cluster.launch(&[])?;
+        cluster.wait_running()?;
+        Ok(cluster)
+    }
+
+    /// Writes the image (the dev `enclave.toml` followed by `enclave_extra`)
+    /// and an appraisal policy for its measurement; starts nothing.
+    pub fn prepare(tag: &str, enclave_extra: &str) -> anyhow::Result<Self> {
         let dir = scratch(tag);
         let idp = DevIdp::generate("https://idp.test.invalid", "test-key")?;
         let image = dir.join("image");
         std::fs::create_dir_all(&image)?;
-        let config = sim_enclave_toml(&idp)?;
+        let config = format!("{}{enclave_extra}", sim_enclave_toml(&idp)?);
         std::fs::write(image.join("enclave.toml"), &config)?;
         let binary = std::fs::read(bin("cloister-enclave"))?;
         let measurement = sim_measurement(&sha2_384(&binary), config.as_bytes());
         let endpoint = format!("127.0.0.1:{}", free_port());
         let capture = dir.join("relay.capture");
         std::fs::write(
-            dir.join("host.toml"),
-            format!(
-                "[daemon]\nadmin_socket = \"cloisterd.sock\"\nenclave_binary = {:?}\nhealth_interval_ms = 200\nhealth_failures = 2\n\n[[enclave]]\nname = \"e2e\"\ntee = \"sim\"\nimage = \"image\"\nlisten = \"{endpoint}\"\nrelay_capture = \"relay.capture\"\nresources = {{ vcpus = 2, memory_mib = 4096 }}\n",
-                bin("cloister-enclave")
-            ),
-        )?;
-        std::fs::write(
             dir.join("appraisal.toml"),
             format!("allow_simulated = true\n[sim]\nmeasurements = [\"{measurement}\"]\n"),
         )?;
-        let log = std::fs::File::create(dir.join("cloisterd.log"))?;
-        let daemon = Command::new(bin("cloisterd"))
-            .arg("--config")
-            .arg(dir.join("host.toml"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
-        let cluster = Self {
+        Ok(Self {
             dir,
             endpoint,
             idp,
             measurement,
             capture,
-            daemon: Some(daemon),
-        };
-        cluster.wait_for(|s| {
-            s.pointer("/enclaves/0/state").and_then(Value::as_str) == Some("running")
-        })?;
-        Ok(cluster)
+            daemon: None,
+        })
+    }
+
+    /// Writes `host.toml` (with `sealed` bundles, NAME and PATH) and starts
+    /// `cloisterd`; does not wait for the enclave.
+    pub fn launch(&mut self, sealed: &[(&str, &Path)]) -> anyhow::Result<()> {
+        let sealed: Vec<String> = sealed
+            .iter()
+            .map(|(name, path)| format!("{name} = {:?}", path.display().to_string()))
+            .collect();
+        std::fs::write(
+            self.dir.join("host.toml"),
+            format!(
+                "[daemon]\nadmin_socket = \"cloisterd.sock\"\nenclave_binary = {:?}\nhealth_interval_ms = 200\nhealth_failures = 2\n\n[[enclave]]\nname = \"e2e\"\ntee = \"sim\"\nimage = \"image\"\nlisten = \"{}\"\nrelay_capture = \"relay.capture\"\nresources = {{ vcpus = 2, memory_mib = 4096 }}\nsealed = {{ {} }}\n",
+                bin("cloister-enclave"),
+                self.endpoint,
+                sealed.join(", ")
+            ),
+        )?;
+        let log = std::fs::File::create(self.dir.join("cloisterd.log"))?;
+        let daemon = Command::new(bin("cloisterd"))
+            .arg("--config")
+            .arg(self.dir.join("host.toml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        self.daemon = Some(daemon);
+        Ok(())
+    }
+
+    /// Waits until `cloisterd` reports the enclave running.
+    pub fn wait_running(&self) -> anyhow::Result<Value> {
+        self.wait_for(|s| s.pointer("/enclaves/0/state").and_then(Value::as_str) == Some("running"))
+    }
+
+    /// Waits until cloisterd's log (which carries the enclave's) contains `text`.
+    pub fn wait_for_log(&self, text: &str) -> anyhow::Result<String> {
+        let start = Instant::now();
+        loop {
+            let log = self.log();
+            if log.contains(text) {
+                return Ok(log);
+            }
+            if start.elapsed() > PATIENCE {
+                bail!("cloisterd's log never said {text:?}; log:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// The admin socket's answer to `status`.
@@ -256,6 +294,157 @@ pub fn terminate(child: &mut Child) -> anyhow::Result<Option<i32>> {
     child.kill()?;
     child.wait()?;
     bail!("process did not stop on SIGTERM")
+}
+
+/// The data owner's key broker, `cloister kbs serve`, as a process with its
+/// own store directory (which stands for the data owner's machine: nothing
+/// in it is visible to the host).
+pub struct Broker {
+    /// The data owner's directory: the broker store, master key, data keys
+    /// and plaintexts.
+    pub dir: PathBuf,
+    /// Where it listens.
+    pub address: String,
+    /// SHA-256 of its TLS public key.
+    pub pin: String,
+    child: Option<Child>,
+}
+
+impl Broker {
+    /// Creates the store (`cloister kbs init`); does not serve yet.
+    pub fn init(tag: &str) -> anyhow::Result<Self> {
+        let dir = scratch(&format!("{tag}-owner"));
+        let out = Command::new(bin("cloister"))
+            .args(["kbs", "init", "--json", "--store"])
+            .arg(dir.join("store"))
+            .arg("--master-key")
+            .arg(dir.join("master.key"))
+            .output()?;
+        if !out.status.success() {
+            bail!("kbs init failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let v: Value = serde_json::from_slice(&out.stdout)?;
+        let pin = v
+            .get("spki_sha256")
+            .and_then(Value::as_str)
+            .context("kbs init printed no pin")?
+            .to_owned();
+        Ok(Self {
+            dir,
+            address: format!("127.0.0.1:{}", free_port()),
+            pin,
+            child: None,
+        })
+    }
+
+    /// The `[broker]` table for an enclave configuration.
+    pub fn enclave_toml(&self) -> String {
+        format!(
+            "\n[broker]\naddress = \"{}\"\nspki_sha256 = \"{}\"\n",
+            self.address, self.pin
+        )
+    }
+
+    /// Runs `cloister kbs SUBCOMMAND --store .. --master-key .. ARGS`.
+    pub fn kbs(&self, subcommand: &str, args: &[&str]) -> anyhow::Result<Output> {
+        Command::new(bin("cloister"))
+            .args(["kbs", subcommand, "--store"])
+            .arg(self.dir.join("store"))
+            .arg("--master-key")
+            .arg(self.dir.join("master.key"))
+            .args(args)
+            .output()
+            .context("cannot run cloister kbs")
+    }
+
+    /// Adds `key_id` from `key_file` with `policy` (TOML text).
+    pub fn add_key(&self, key_id: &str, key_file: &Path, policy: &str) -> anyhow::Result<()> {
+        let policy_path = self.dir.join(format!("{key_id}.release.toml"));
+        std::fs::write(&policy_path, policy)?;
+        let out = self.kbs(
+            "add-key",
+            &[
+                "--key-id",
+                key_id,
+                "--key",
+                &key_file.display().to_string(),
+                "--policy",
+                &policy_path.display().to_string(),
+            ],
+        )?;
+        if !out.status.success() {
+            bail!(
+                "kbs add-key failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// Starts `cloister kbs serve` and waits until it accepts connections.
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::File::create(self.dir.join("kbs.log"))?;
+        let child = Command::new(bin("cloister"))
+            .args(["-v", "kbs", "serve", "--store"])
+            .arg(self.dir.join("store"))
+            .arg("--master-key")
+            .arg(self.dir.join("master.key"))
+            .args(["--listen", &self.address])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        self.child = Some(child);
+        let start = Instant::now();
+        while std::net::TcpStream::connect(&self.address).is_err() {
+            if start.elapsed() > PATIENCE {
+                bail!("the key broker never listened; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// The broker's own output.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("kbs.log")).unwrap_or_default()
+    }
+
+    /// The release log's entries so far.
+    pub fn releases(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.join("store/releases.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Waits for a release-log entry that satisfies `matches`.
+    pub fn wait_for_release(&self, matches: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+        let start = Instant::now();
+        loop {
+            if let Some(entry) = self.releases().into_iter().find(|e| matches(e)) {
+                return Ok(entry);
+            }
+            if start.elapsed() > PATIENCE {
+                bail!(
+                    "no such release-log entry; entries: {:?}\nbroker log:\n{}",
+                    self.releases(),
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = terminate(&mut child);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// Whether a process exists.
