@@ -3,7 +3,9 @@
 //! appraisal policy pinned to the image's measurement, `cloisterd`
 //! launching the enclave and relaying to it, and a client that attests the
 //! enclave, proves it is live, and asks a question, then watches a policy
-//! that refuses simulated TEEs refuse it.
+//! that refuses simulated TEEs refuse it. The enclave's model comes sealed:
+//! the data owner seals it and runs a key broker, and the enclave gets the
+//! key only after the broker appraised its evidence.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -16,6 +18,9 @@ use cloister::client::{AttestedConnection, ClientError};
 use cloister::dev::{sim_enclave_toml, DEV_AUDIENCE};
 use cloister_attestation::policy::AppraisalPolicy;
 use cloister_policy::identity::DevIdp;
+use cloister_vault::kbs::server::TlsIdentity;
+use cloister_vault::kbs::store::{KeyStore, MasterKey};
+use cloister_vault::{seal_to_vec, ContentKind, DataKey, SealParams, DEFAULT_CHUNK_LOG2};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -64,13 +69,53 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     step("1. A development identity provider (a hospital would use its own)");
     let idp = DevIdp::generate("https://idp.demo.invalid", "demo-key-1")?;
 
-    step("2. The enclave image: enclave.toml trusts that IdP and uses the test engine");
+    step("2. The data owner seals the model and sets up a key broker (on their own machine)");
+    let owner = dir.join("owner");
+    let host_files = dir.join("host");
+    std::fs::create_dir_all(&owner)?;
+    std::fs::create_dir_all(&host_files)?;
+    let master_path = owner.join("master.key");
+    let store = owner.join("kbs");
+    MasterKey::generate(&master_path)?;
+    let pin = TlsIdentity::load_or_create(&store)?.spki_sha256();
+    let model_key = DataKey::generate()?;
+    let model_path = owner.join("model.bin");
+    std::fs::write(&model_path, DEMO_MODEL)?;
+    let bundle_path = host_files.join("model.sealed");
+    let (header, sealed) = seal_to_vec(
+        DEMO_MODEL,
+        &model_key,
+        &SealParams {
+            key_id: DEMO_KEY_ID.into(),
+            kind: ContentKind::Model,
+            bundle_version: 1,
+            chunk_log2: DEFAULT_CHUNK_LOG2,
+        },
+    )?;
+    std::fs::write(&bundle_path, sealed)?;
+    println!(
+        "   sealed {} bytes under key {DEMO_KEY_ID} (version 1) -> {}; the host gets only this",
+        header.plaintext_len,
+        bundle_path.display()
+    );
+    let broker_address = format!("127.0.0.1:{}", free_port()?);
+    println!(
+        "   key broker {broker_address}, TLS key pin {}",
+        hex::encode(pin)
+    );
+
+    step("3. The enclave image: enclave.toml trusts that IdP, pins the broker, names the sealed model");
     let image = dir.join("image");
-    std::fs::write(image.join("enclave.toml"), sim_enclave_toml(&idp)?)?;
+    let enclave_toml = format!(
+        "{}\n[broker]\naddress = \"{broker_address}\"\nspki_sha256 = \"{}\"\n\n[[sealed]]\nname = \"model\"\nkey_id = \"{DEMO_KEY_ID}\"\nkind = \"model\"\n",
+        sim_enclave_toml(&idp)?,
+        hex::encode(pin)
+    );
+    std::fs::write(image.join("enclave.toml"), enclave_toml)?;
     let measurement = sim_image_measurement(&enclave, &image)?;
     println!("   sim launch measurement {measurement}");
 
-    step("3. An appraisal policy that accepts exactly that measurement");
+    step("4. Policies that accept exactly that measurement: the client's, and the data owner's release policy");
     let policy_path = dir.join("appraisal.toml");
     std::fs::write(
         &policy_path,
@@ -78,15 +123,41 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             "# Development only: accepts the INSECURE simulated TEE.\nallow_simulated = true\n\n[sim]\nmeasurements = [\"{measurement}\"]\n"
         ),
     )?;
+    let release_policy = format!(
+        "# Development only: releases to the INSECURE simulated TEE.\nmin_bundle_version = 1\npolicy_digests = \"any\"\n\n[appraisal]\nallow_simulated = true\n[appraisal.sim]\nmeasurements = [\"{measurement}\"]\n"
+    );
+    KeyStore::open(&store, MasterKey::load(&master_path)?)?.add(
+        DEMO_KEY_ID,
+        &model_key,
+        &release_policy,
+        OffsetDateTime::now_utc(),
+    )?;
+    let broker_log = std::fs::File::create(owner.join("kbs.log"))?;
+    let broker = Command::new(&exe)
+        .args(["kbs", "serve", "--store"])
+        .arg(&store)
+        .arg("--master-key")
+        .arg(&master_path)
+        .args(["--listen", &broker_address])
+        .stdin(Stdio::null())
+        .stdout(broker_log.try_clone()?)
+        .stderr(broker_log)
+        .spawn()
+        .context("cannot start the key broker")?;
+    let _broker = Daemon(broker);
+    wait_for_port(&broker_address)?;
 
-    step("4. cloisterd launches the enclave and relays to it");
+    step(
+        "5. cloisterd launches the enclave, which gets its key from the broker, unseals and serves",
+    );
     let port = free_port()?;
     let endpoint = format!("127.0.0.1:{port}");
     let host_path = dir.join("host.toml");
     std::fs::write(
         &host_path,
         format!(
-            "[daemon]\nadmin_socket = \"cloisterd.sock\"\nenclave_binary = {enclave:?}\nhealth_interval_ms = 500\n\n[[enclave]]\nname = \"scribe\"\ntee = \"sim\"\nimage = \"image\"\nlisten = \"{endpoint}\"\nresources = {{ vcpus = 2 }}\n"
+            "[daemon]\nadmin_socket = \"cloisterd.sock\"\nenclave_binary = {enclave:?}\nhealth_interval_ms = 500\n\n[[enclave]]\nname = \"scribe\"\ntee = \"sim\"\nimage = \"image\"\nlisten = \"{endpoint}\"\nresources = {{ vcpus = 2 }}\nsealed = {{ model = {:?} }}\n",
+            bundle_path.display().to_string()
         ),
     )?;
     let log_path = dir.join("cloisterd.log");
@@ -106,7 +177,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         log_path.display()
     );
 
-    step("5. A clinician's token, signed by the IdP");
+    step("6. A clinician's token, signed by the IdP");
     let now = OffsetDateTime::now_utc();
     let mut claims = idp.claims(
         DEV_AUDIENCE,
@@ -121,7 +192,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let token_path = dir.join("token.jwt");
     std::fs::write(&token_path, &token)?;
 
-    step("6. The client attests the enclave, checks it is live, and asks");
+    step("7. The client attests the enclave, checks it is live, and asks");
     let policy = AppraisalPolicy::from_toml(&std::fs::read_to_string(&policy_path)?)?;
     let runtime = tokio::runtime::Runtime::new()?;
     let answer = runtime.block_on(async {
@@ -138,7 +209,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         Err(e) => bail!("the demo query failed: {e}"),
     }
 
-    step("7. A production policy (allow_simulated = false) refuses the same enclave");
+    step("8. A production policy (allow_simulated = false) refuses the same enclave");
     let strict = AppraisalPolicy::report_only();
     let refused = runtime.block_on(AttestedConnection::connect(&endpoint, strict));
     match refused {
@@ -149,16 +220,28 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         Ok(_) => bail!("a policy without allow_simulated accepted a simulated TEE"),
     }
 
-    step("8. What the host sees (`cloisterd status`)");
+    step("9. What the host sees (`cloisterd status`)");
     let status = Command::new(&cloisterd)
         .args(["status", "--config"])
         .arg(&host_path)
         .output()?;
     print!("{}", indent(&String::from_utf8_lossy(&status.stdout)));
 
+    step("10. The key broker's release log (`cloister kbs log`)");
+    let releases = Command::new(&exe)
+        .args(["kbs", "log", "--store"])
+        .arg(&store)
+        .output()?;
+    print!("{}", indent(&String::from_utf8_lossy(&releases.stdout)));
+
     drop(daemon);
     if args.keep || args.dir.is_some() {
         println!("\nFiles kept in {}. Try it by hand:", dir.display());
+        println!(
+            "  cloister kbs serve --store {} --master-key {} --listen {broker_address}",
+            store.display(),
+            master_path.display()
+        );
         println!("  cloisterd --config {}", host_path.display());
         println!(
             "  cloister query --endpoint {endpoint} --policy {} --token {} \"your question\"",
@@ -172,6 +255,23 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         "\nDemo complete. Everything above ran on the simulated TEE: INSECURE, development only."
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The demo's stand-in "model": the echo test engine quotes its first line,
+/// which shows the unsealed bytes reached the answer. The real model
+/// arrives with the inference issue.
+const DEMO_MODEL: &[u8] = b"demo model sealed by the data owner, unsealed only inside the enclave\n(a stand-in for SmolLM2 until the embedded engine lands)\n";
+const DEMO_KEY_ID: &str = "demo-model";
+
+fn wait_for_port(address: &str) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(address).is_err() {
+        if started.elapsed() > STARTUP_TIMEOUT {
+            bail!("the key broker did not listen on {address} within {STARTUP_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
 }
 
 fn step(title: &str) {

@@ -19,6 +19,8 @@ use crate::{ChatMessage, Completion, Engine, EngineError, FinishReason, Generati
 /// The model id the echo engine reports.
 pub const ECHO_MODEL_ID: &str = "cloister-test-echo";
 /// Every echo answer starts with this, so nobody mistakes it for a model.
+pub const TEST_ENGINE_LABEL: &str = "[test engine, not a model]";
+/// How an echo answer without a sealed model begins.
 pub const ECHO_PREFIX: &str = "[test engine, not a model] You said:";
 
 /// Longest model line quoted.
@@ -78,9 +80,10 @@ impl Engine for EchoEngine {
             .model_note
             .as_ref()
             .map(|n| format!("[sealed model: {n}]"));
-        let words = ECHO_PREFIX
+        let words = TEST_ENGINE_LABEL
             .split_whitespace()
             .chain(note.iter().flat_map(|n| n.split_whitespace()))
+            .chain(["You", "said:"])
             .chain(last.content.split_whitespace());
         let mut text = String::new();
         let mut generated = 0u32;
@@ -160,7 +163,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             c.text,
-            format!("{ECHO_PREFIX} [sealed model: canary model v2] hi")
+            format!("{TEST_ENGINE_LABEL} [sealed model: canary model v2] You said: hi")
         );
     }
 }

@@ -474,8 +474,9 @@ fn the_demo_runs_end_to_end() {
     );
     for expected in [
         "INSECURE",
-        "You said: Summarise the discharge plan",
+        "[sealed model: demo model sealed by the data owner, unsealed only inside the enclave] You said: Summarise the discharge plan",
         "refused before sending anything",
+        "RELEASED demo-model",
         "Demo complete",
     ] {
         assert!(
