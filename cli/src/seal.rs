@@ -190,7 +190,7 @@ pub(crate) fn run_seal(args: &SealArgs) -> anyhow::Result<ExitCode> {
         );
     } else {
         println!(
-            "sealed {} ({} bytes) -> {} ({} bytes)\n  key ID {}  kind {}  version {}  chunk {} bytes\n  plaintext SHA-256 {}",
+            "sealed {} ({} bytes) -> {} ({} bytes)\n  key ID {}  kind {}  version {}  chunk {} bytes\n  plaintext MAC {} (keyed: meaningful only with the key)",
             args.input.display(),
             header.plaintext_len,
             args.output.display(),
@@ -199,7 +199,7 @@ pub(crate) fn run_seal(args: &SealArgs) -> anyhow::Result<ExitCode> {
             header.kind.as_str(),
             header.bundle_version,
             header.chunk_size,
-            hex::encode(header.plaintext_sha256),
+            hex::encode(header.plaintext_mac),
         );
         if args.generate_key {
             println!(
@@ -261,7 +261,7 @@ pub(crate) fn run_unseal(args: &UnsealArgs) -> anyhow::Result<ExitCode> {
         );
     } else {
         println!(
-            "unsealed {} -> {} ({} bytes, every chunk and the SHA-256 verified)\n  key ID {}  kind {}  version {}",
+            "unsealed {} -> {} ({} bytes, every chunk and the plaintext MAC verified)\n  key ID {}  kind {}  version {}",
             args.input.display(),
             args.output.display(),
             unsealed.header.plaintext_len,

@@ -2,7 +2,7 @@
 //! 64 MiB buffer: aws-lc-rs (what the vault uses) in one call, and
 //! RustCrypto's `aes-gcm` as a second reference. The vault adds per-chunk
 //! nonces and tags, the header, the copy through `Read`/`Write`, and (seal
-//! only) a SHA-256 pass for the header's plaintext digest.
+//! only) an HMAC-SHA-256 pass for the header's plaintext MAC.
 //!
 //! Run: `cargo bench -p cloister-vault --bench seal`
 
@@ -68,18 +68,18 @@ fn bench(c: &mut Criterion) {
         });
     }
     g.bench_function(
-        "vault seal_to_vec (SHA-256 pass + chunked AES-256-GCM)",
+        "vault seal_to_vec (plaintext MAC pass + chunked AES-256-GCM)",
         |b| b.iter(|| black_box(seal_to_vec(&data, &key, &params).unwrap())),
     );
     g.bench_function("vault unseal_to_vec (the enclave's path)", |b| {
         b.iter(|| black_box(unseal_to_vec(&bundle, &key, false).unwrap()))
     });
-    g.bench_function("vault unseal_to_vec + SHA-256 digest check", |b| {
+    g.bench_function("vault unseal_to_vec + plaintext MAC check", |b| {
         b.iter(|| black_box(unseal_to_vec(&bundle, &key, true).unwrap()))
     });
     let mut out = Vec::with_capacity(bundle.len());
     g.bench_function(
-        "vault seal, streaming (SHA-256 pass + chunked AES-256-GCM)",
+        "vault seal, streaming (plaintext MAC pass + chunked AES-256-GCM)",
         |b| {
             b.iter(|| {
                 out.clear();
@@ -100,7 +100,7 @@ fn bench(c: &mut Criterion) {
             unseal(&mut bundle.as_slice(), &mut out, &key, false, &mut |_| {}).unwrap();
         })
     });
-    g.bench_function("vault unseal, streaming + SHA-256 digest check", |b| {
+    g.bench_function("vault unseal, streaming + plaintext MAC check", |b| {
         b.iter(|| {
             out.clear();
             unseal(&mut bundle.as_slice(), &mut out, &key, true, &mut |_| {}).unwrap();

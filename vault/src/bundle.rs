@@ -6,7 +6,6 @@ use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use aws_lc_rs::{constant_time, hkdf, hmac, rand};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::error::VaultError;
 
@@ -148,9 +147,12 @@ pub struct BundleHeader {
     pub bundle_version: u64,
     /// Plaintext length.
     pub plaintext_len: u64,
-    /// Plaintext SHA-256.
+    /// HMAC-SHA-256 of the plaintext under a key derived from the data key
+    /// and this bundle's salt: it identifies the contents to whoever holds
+    /// the key, and tells the host nothing (a plain hash would let it
+    /// confirm a guess, or see that two bundles hold the same data).
     #[serde(with = "hex::serde")]
-    pub plaintext_sha256: [u8; 32],
+    pub plaintext_mac: [u8; 32],
     #[serde(skip)]
     salt: [u8; 32],
     #[serde(skip)]
@@ -204,7 +206,7 @@ impl BundleHeader {
             key_id: String::from_utf8_lossy(key_id).into_owned(),
             bundle_version: u64_at(16),
             plaintext_len: u64_at(24),
-            plaintext_sha256: array(32),
+            plaintext_mac: array(32),
             salt: array(64),
             key_check: array(96),
             raw: raw.to_vec(),
@@ -239,6 +241,7 @@ struct BundleKeys {
     nonce_prefix: [u8; 7],
     key_check: [u8; 32],
     mac: hmac::Key,
+    plaintext: hmac::Key,
 }
 
 struct Len(usize);
@@ -262,10 +265,12 @@ fn derive(key: &DataKey, salt: &[u8; 32]) -> Result<BundleKeys> {
     let mut nonce_prefix = [0u8; 7];
     let mut key_check = [0u8; 32];
     let mut mac = [0u8; 32];
+    let mut plaintext = [0u8; 32];
     expand(&prk, "aes-256-gcm key", &mut aes)?;
     expand(&prk, "nonce prefix", &mut nonce_prefix)?;
     expand(&prk, "key check", &mut key_check)?;
     expand(&prk, "header mac", &mut mac)?;
+    expand(&prk, "plaintext mac", &mut plaintext)?;
     let aead = UnboundKey::new(&AES_256_GCM, &aes)
         .map(LessSafeKey::new)
         .map_err(|_| VaultError::Crypto("AES-256-GCM key"))?;
@@ -274,6 +279,7 @@ fn derive(key: &DataKey, salt: &[u8; 32]) -> Result<BundleKeys> {
         nonce_prefix,
         key_check,
         mac: hmac::Key::new(hmac::HMAC_SHA256, &mac),
+        plaintext: hmac::Key::new(hmac::HMAC_SHA256, &plaintext),
     })
 }
 
@@ -309,16 +315,22 @@ fn check_params(params: &SealParams) -> Result<()> {
     Ok(())
 }
 
-/// A fresh salt, the keys it derives, and the MAC'd header.
-fn new_header(
-    key: &DataKey,
-    params: &SealParams,
-    plaintext_len: u64,
-    plaintext_sha256: [u8; 32],
-) -> Result<([u8; HEADER_LEN], BundleKeys, BundleHeader)> {
+/// A fresh salt and the keys it derives: the start of every seal.
+fn fresh_keys(key: &DataKey) -> Result<([u8; 32], BundleKeys)> {
     let mut salt = [0u8; 32];
     rand::fill(&mut salt).map_err(|_| VaultError::Crypto("no randomness"))?;
     let keys = derive(key, &salt)?;
+    Ok((salt, keys))
+}
+
+/// The MAC'd header for a bundle sealed under `keys`.
+fn new_header(
+    params: &SealParams,
+    salt: &[u8; 32],
+    keys: &BundleKeys,
+    plaintext_len: u64,
+    plaintext_mac: &[u8],
+) -> Result<([u8; HEADER_LEN], BundleHeader)> {
     let mut raw = [0u8; HEADER_LEN];
     raw[0..8].copy_from_slice(&MAGIC);
     raw[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -327,8 +339,11 @@ fn new_header(
     raw[13] = params.key_id.len() as u8;
     raw[16..24].copy_from_slice(&params.bundle_version.to_le_bytes());
     raw[24..32].copy_from_slice(&plaintext_len.to_le_bytes());
-    raw[32..64].copy_from_slice(&plaintext_sha256);
-    raw[64..96].copy_from_slice(&salt);
+    raw.get_mut(32..64)
+        .filter(|field| field.len() == plaintext_mac.len())
+        .ok_or(VaultError::Crypto("plaintext MAC length"))?
+        .copy_from_slice(plaintext_mac);
+    raw[64..96].copy_from_slice(salt);
     raw[96..128].copy_from_slice(&keys.key_check);
     raw.get_mut(128..128 + params.key_id.len())
         .ok_or(VaultError::Crypto("key ID field"))?
@@ -336,7 +351,13 @@ fn new_header(
     let mac = hmac::sign(&keys.mac, &raw[..MAC_OFFSET]);
     raw[MAC_OFFSET..].copy_from_slice(mac.as_ref());
     let header = BundleHeader::parse(&raw)?;
-    Ok((raw, keys, header))
+    Ok((raw, header))
+}
+
+/// Checks a recomputed plaintext MAC against the header's, in constant time.
+fn check_plaintext_mac(computed: hmac::Tag, header: &BundleHeader) -> Result<()> {
+    constant_time::verify_slices_are_equal(computed.as_ref(), &header.plaintext_mac)
+        .map_err(|_| VaultError::DigestMismatch)
 }
 
 /// Parses the header, then proves the key is right and the header intact.
@@ -353,7 +374,7 @@ fn open_header(raw: &[u8], key: &DataKey) -> Result<(BundleHeader, BundleKeys)> 
     Ok((header, keys))
 }
 
-/// Seals a buffer into a new buffer: one SHA-256 pass, then each chunk
+/// Seals a buffer into a new buffer: one plaintext-MAC pass, then each chunk
 /// encrypted straight from the input into the output (no staging copy).
 pub fn seal_to_vec(
     plaintext: &[u8],
@@ -361,8 +382,15 @@ pub fn seal_to_vec(
     params: &SealParams,
 ) -> Result<(BundleHeader, Vec<u8>)> {
     check_params(params)?;
-    let digest: [u8; 32] = Sha256::digest(plaintext).into();
-    let (raw, keys, header) = new_header(key, params, plaintext.len() as u64, digest)?;
+    let (salt, keys) = fresh_keys(key)?;
+    let digest = hmac::sign(&keys.plaintext, plaintext);
+    let (raw, header) = new_header(
+        params,
+        &salt,
+        &keys,
+        plaintext.len() as u64,
+        digest.as_ref(),
+    )?;
     let mut out = vec![
         0u8;
         usize::try_from(header.sealed_len()).map_err(|_| {
@@ -391,7 +419,7 @@ pub fn seal_to_vec(
 }
 
 /// Seals `input` into `output`. Reads the input twice (once for its length
-/// and SHA-256, which the header carries, once to encrypt), one chunk at a
+/// and plaintext MAC, which the header carries, once to encrypt), one chunk at a
 /// time. `progress` is told the plaintext bytes sealed so far.
 pub fn seal<R: Read + Seek, W: Write>(
     input: &mut R,
@@ -404,9 +432,10 @@ pub fn seal<R: Read + Seek, W: Write>(
     let chunk_size = 1usize << params.chunk_log2;
     let mut buf = vec![0u8; chunk_size + TAG_LEN];
 
-    // Pass 1: length and digest.
+    // Pass 1: length and plaintext MAC.
+    let (salt, keys) = fresh_keys(key)?;
     let start = input.stream_position()?;
-    let mut hasher = Sha256::new();
+    let mut hasher = hmac::Context::with_key(&keys.plaintext);
     let mut plaintext_len = 0u64;
     loop {
         let n = read_full(input, part(&mut buf, chunk_size)?)?;
@@ -416,10 +445,10 @@ pub fn seal<R: Read + Seek, W: Write>(
             break;
         }
     }
-    let plaintext_sha256: [u8; 32] = hasher.finalize().into();
+    let plaintext_mac = hasher.sign();
     input.seek(SeekFrom::Start(start))?;
 
-    let (raw, keys, header) = new_header(key, params, plaintext_len, plaintext_sha256)?;
+    let (raw, header) = new_header(params, &salt, &keys, plaintext_len, plaintext_mac.as_ref())?;
     output.write_all(&raw)?;
 
     // Pass 2: encrypt, chunk by chunk.
@@ -461,7 +490,7 @@ pub fn seal<R: Read + Seek, W: Write>(
 pub struct Unsealed {
     /// The verified header.
     pub header: BundleHeader,
-    /// Whether the plaintext SHA-256 was recomputed and matched.
+    /// Whether the plaintext MAC was recomputed and matched.
     pub digest_verified: bool,
 }
 
@@ -469,7 +498,7 @@ pub struct Unsealed {
 /// after its tag verified. A later chunk can still fail, so whatever was
 /// written is untrusted until this returns `Ok`: write to a temporary file
 /// and rename, or to memory and discard on error. With `verify_digest`, the
-/// plaintext SHA-256 is recomputed (the tags already authenticate it; this
+/// plaintext MAC is recomputed (the tags already authenticate it; this
 /// guards against a faulty sealer).
 pub fn unseal<R: Read, W: Write>(
     input: &mut R,
@@ -490,7 +519,7 @@ pub fn unseal<R: Read, W: Write>(
     let chunk_size = header.chunk_size as usize;
     let mut buf = vec![0u8; chunk_size + TAG_LEN];
     let chunks = header.chunk_count();
-    let mut hasher = verify_digest.then(Sha256::new);
+    let mut hasher = verify_digest.then(|| hmac::Context::with_key(&keys.plaintext));
     let mut done = 0u64;
     let expected = header.sealed_len() - HEADER_LEN as u64;
     for index in 0..chunks {
@@ -523,10 +552,7 @@ pub fn unseal<R: Read, W: Write>(
         return Err(VaultError::TrailingData);
     }
     if let Some(h) = hasher {
-        let digest: [u8; 32] = h.finalize().into();
-        if digest != header.plaintext_sha256 {
-            return Err(VaultError::DigestMismatch);
-        }
+        check_plaintext_mac(h.sign(), &header)?;
     }
     output.flush()?;
     Ok(Unsealed {
@@ -538,7 +564,7 @@ pub fn unseal<R: Read, W: Write>(
 /// Unseals a bundle held in memory into memory (the enclave's path: the
 /// plaintext never touches a disk the host can read), decrypting each chunk
 /// straight from the bundle into the output. Nothing is returned unless
-/// every chunk (and, with `verify_digest`, the plaintext SHA-256) verified.
+/// every chunk (and, with `verify_digest`, the plaintext MAC) verified.
 pub fn unseal_to_vec(
     bundle: &[u8],
     key: &DataKey,
@@ -580,10 +606,7 @@ pub fn unseal_to_vec(
         sealed = after;
     }
     if verify_digest {
-        let digest: [u8; 32] = Sha256::digest(&out).into();
-        if digest != header.plaintext_sha256 {
-            return Err(VaultError::DigestMismatch);
-        }
+        check_plaintext_mac(hmac::sign(&keys.plaintext, &out), &header)?;
     }
     Ok((header, out))
 }

@@ -41,9 +41,9 @@ pub enum VaultError {
     /// Bytes follow the last chunk.
     #[error("bundle has data after its last chunk")]
     TrailingData,
-    /// Every chunk authenticated but the plaintext digest differs (only
+    /// Every chunk authenticated but the plaintext MAC differs (only
     /// possible if the sealer itself was faulty).
-    #[error("plaintext SHA-256 does not match the header")]
+    #[error("plaintext MAC does not match the header")]
     DigestMismatch,
     /// Parameters that cannot make a valid bundle.
     #[error("invalid sealing parameters: {0}")]

@@ -22,15 +22,15 @@
 //! | 14 | 2 | reserved, 0 |
 //! | 16 | 8 | bundle version (rollback protection: release policies set a minimum) |
 //! | 24 | 8 | plaintext length |
-//! | 32 | 32 | plaintext SHA-256 |
+//! | 32 | 32 | plaintext MAC: HMAC-SHA-256 of the plaintext under a derived key (a bare hash would let the host confirm a guess) |
 //! | 64 | 32 | salt (random per bundle) |
 //! | 96 | 32 | key check (commits to the key: a wrong key is told apart from tampering) |
 //! | 128 | 64 | key ID, zero-padded |
 //! | 192 | 32 | header MAC: HMAC-SHA-256 over bytes `[0, 192)` |
 //!
 //! Keys: HKDF-SHA-256 with the salt extracts from the 256-bit data key, then
-//! expands the AES key, the 7-byte nonce prefix, the key check and the MAC
-//! key under distinct labels. Each chunk's associated data is the whole
+//! expands the AES key, the 7-byte nonce prefix, the key check, the header
+//! MAC key and the plaintext MAC key under distinct labels. Each chunk's associated data is the whole
 //! header, so a modified header breaks every chunk as well as the MAC.
 
 //!
