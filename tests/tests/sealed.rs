@@ -320,6 +320,28 @@ fn tampered_chunks_on_the_host_are_refused_after_release() {
 }
 
 #[test]
+fn a_rolled_back_bundle_relabelled_as_newer_is_refused_by_the_enclave() {
+    // The host edits the public header of a version-1 bundle to claim
+    // version 2: the broker, judging the claim, releases; the header MAC
+    // then fails inside the enclave.
+    let system = Sealed::start_with("sealed-relabel", 1, strict, |bundle| {
+        let mut bytes = std::fs::read(bundle).unwrap();
+        bytes[16..24].copy_from_slice(&2u64.to_le_bytes());
+        std::fs::write(bundle, bytes).unwrap();
+    });
+    let released = system
+        .broker
+        .wait_for_release(|e| e["outcome"] == "released")
+        .unwrap();
+    assert_eq!(released["bundle_version"], 2);
+    system
+        .cluster
+        .wait_for_log("bundle header was modified after sealing")
+        .unwrap();
+    system.assert_not_serving();
+}
+
+#[test]
 fn a_revoked_key_and_an_unapproved_policy_bundle_are_refused() {
     let system = Sealed::start("sealed-revoked", 2, |m| {
         release_policy(

@@ -611,6 +611,65 @@ pub fn unseal_to_vec(
     Ok((header, out))
 }
 
+/// Unseals a bundle where it lies: each chunk is decrypted in place and
+/// moved down over the header and the tags before it, so the plaintext ends
+/// up in `bundle[..plaintext_len]` and the buffer is truncated to it. One
+/// pass over memory while the chunk is still in cache, no second buffer:
+/// the enclave reads the host's ciphertext once and decrypts it there. On
+/// any error the buffer is zeroed and emptied, so no unverified plaintext
+/// can be used.
+pub fn unseal_in_place(
+    bundle: &mut Vec<u8>,
+    key: &DataKey,
+    verify_digest: bool,
+) -> Result<BundleHeader> {
+    let outcome = open_in_place(bundle, key, verify_digest);
+    if outcome.is_err() {
+        zeroize::Zeroize::zeroize(bundle);
+    }
+    outcome
+}
+
+fn open_in_place(bundle: &mut Vec<u8>, key: &DataKey, verify_digest: bool) -> Result<BundleHeader> {
+    let (header, keys) = open_header(bundle, key)?;
+    let expected = header.sealed_len();
+    if (bundle.len() as u64) < expected {
+        return Err(VaultError::Truncated {
+            expected: expected - HEADER_LEN as u64,
+            found: (bundle.len() as u64).saturating_sub(HEADER_LEN as u64),
+        });
+    }
+    if bundle.len() as u64 > expected {
+        return Err(VaultError::TrailingData);
+    }
+    let chunk_size = header.chunk_size as usize;
+    let plaintext_len = usize::try_from(header.plaintext_len)
+        .map_err(|_| VaultError::InvalidParams("bundle too large for this platform".into()))?;
+    let chunks = header.chunk_count();
+    let (mut read, mut written) = (HEADER_LEN, 0usize);
+    for index in 0..chunks {
+        let len = chunk_size.min(plaintext_len - written);
+        let sealed = bundle
+            .get_mut(read..read + len + TAG_LEN)
+            .ok_or(VaultError::Crypto("chunk outside the bundle"))?;
+        keys.aead
+            .open_in_place(
+                keys.nonce(index, index + 1 == chunks)?,
+                Aad::from(header.as_bytes()),
+                sealed,
+            )
+            .map_err(|_| VaultError::ChunkRejected { index })?;
+        bundle.copy_within(read..read + len, written);
+        read += len + TAG_LEN;
+        written += len;
+    }
+    bundle.truncate(written);
+    if verify_digest {
+        check_plaintext_mac(hmac::sign(&keys.plaintext, bundle), &header)?;
+    }
+    Ok(header)
+}
+
 /// The first `len` bytes of the chunk buffer.
 fn part(buf: &mut [u8], len: usize) -> Result<&mut [u8]> {
     buf.get_mut(..len)

@@ -61,7 +61,7 @@ pub mod kbs;
 pub mod wrap;
 
 pub use bundle::{
-    seal, seal_to_vec, unseal, unseal_to_vec, BundleHeader, ContentKind, DataKey, SealParams,
-    Unsealed, DEFAULT_CHUNK_LOG2, HEADER_LEN, MAX_CHUNK_LOG2, MIN_CHUNK_LOG2,
+    seal, seal_to_vec, unseal, unseal_in_place, unseal_to_vec, BundleHeader, ContentKind, DataKey,
+    SealParams, Unsealed, DEFAULT_CHUNK_LOG2, HEADER_LEN, MAX_CHUNK_LOG2, MIN_CHUNK_LOG2,
 };
 pub use error::VaultError;

@@ -6,8 +6,8 @@
 use std::io::{Cursor, Read, Seek, SeekFrom, Write};
 
 use cloister_vault::{
-    seal, seal_to_vec, unseal, unseal_to_vec, ContentKind, DataKey, SealParams, VaultError,
-    HEADER_LEN,
+    seal, seal_to_vec, unseal, unseal_in_place, unseal_to_vec, ContentKind, DataKey, SealParams,
+    VaultError, HEADER_LEN,
 };
 
 const CHUNK_LOG2: u8 = 12; // 4 KiB chunks make boundaries cheap to reach
@@ -48,19 +48,32 @@ fn sealed(data: &[u8], key: &DataKey) -> Vec<u8> {
     out
 }
 
-/// Unseals with both paths; they must agree, error variant included.
+/// Unseals with all three paths (into a new buffer, streaming, in place);
+/// they must agree, error variant included, and a failed in-place unseal
+/// leaves nothing behind.
 fn open(bundle: &[u8], key: &DataKey) -> Result<Vec<u8>, VaultError> {
     let in_memory = unseal_to_vec(bundle, key, true).map(|(_, p)| p);
     let mut out = Vec::new();
     let streamed = unseal(&mut &bundle[..], &mut out, key, true, &mut |_| {}).map(|_| out);
-    match (&in_memory, &streamed) {
-        (Ok(a), Ok(b)) => assert_eq!(a, b),
-        (Err(a), Err(b)) => assert_eq!(
-            std::mem::discriminant(a),
-            std::mem::discriminant(b),
-            "in memory: {a}; streamed: {b}"
-        ),
-        _ => panic!("paths disagree: {in_memory:?} vs {streamed:?}"),
+    let mut buffer = bundle.to_vec();
+    let in_place = unseal_in_place(&mut buffer, key, true).map(|_| buffer.clone());
+    if in_place.is_err() {
+        assert!(
+            buffer.is_empty(),
+            "a failed in-place unseal kept {} bytes",
+            buffer.len()
+        );
+    }
+    for (name, other) in [("streamed", &streamed), ("in place", &in_place)] {
+        match (&in_memory, other) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{name}"),
+            (Err(a), Err(b)) => assert_eq!(
+                std::mem::discriminant(a),
+                std::mem::discriminant(b),
+                "in memory: {a}; {name}: {b}"
+            ),
+            _ => panic!("paths disagree: {in_memory:?} vs {name} {other:?}"),
+        }
     }
     in_memory
 }

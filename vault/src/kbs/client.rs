@@ -117,8 +117,9 @@ pub async fn request_key(
     })
 }
 
-/// Sends `request` to `ATTEST_PATH` as it is, once: for tests and tools that
-/// need to show what the broker does with a replayed or altered request.
+/// Posts `request` to `path` on a fresh connection, exactly as given: for
+/// tests and tools that show what the broker does with a replayed or
+/// altered request. Refusals come back as [`VaultError::Refused`].
 pub async fn post_raw<T: Serialize>(
     broker: &BrokerEndpoint,
     path: &str,

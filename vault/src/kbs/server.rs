@@ -40,6 +40,8 @@ use crate::wrap::{wrap, ReleaseContext, PUBLIC_KEY_LEN};
 pub const CHALLENGE_TTL: Duration = Duration::from_secs(60);
 /// Most challenges outstanding at once (each is 64 bytes; this bounds a flood).
 pub const MAX_PENDING: usize = 4096;
+/// Longest key ID (as in a bundle header).
+const MAX_KEY_ID_LEN: usize = 64;
 /// The release log's file name in the store directory.
 pub const RELEASE_LOG: &str = "releases.log";
 const TLS_KEY: &str = "tls.key.der";
@@ -100,6 +102,15 @@ impl Broker {
 
     /// Step 2: a fresh, single-use challenge.
     pub fn challenge(&self, request: &ChallengeRequest) -> Result<Challenge, Refusal> {
+        // Key IDs follow the bundle header's rule; checking here also bounds
+        // what each outstanding challenge holds.
+        let id = request.key_id.as_bytes();
+        if id.is_empty() || id.len() > MAX_KEY_ID_LEN || !id.iter().all(u8::is_ascii_graphic) {
+            return Err(refusal(
+                RefusalCode::Malformed,
+                format!("key_id must be 1 to {MAX_KEY_ID_LEN} printable ASCII characters without spaces"),
+            ));
+        }
         let mut nonce = [0u8; NONCE_LEN];
         let mut session = [0u8; 16];
         aws_lc_rs::rand::fill(&mut nonce)
