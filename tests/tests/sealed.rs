@@ -85,12 +85,30 @@ impl Sealed {
         policy: impl Fn(&Measurement) -> String,
         tamper: impl Fn(&Path),
     ) -> Self {
-        let mut broker = Broker::init(tag).unwrap();
+        let mut system = Self::prepare(tag, version, policy, tamper);
+        system.broker.start().unwrap();
+        system.launch();
+        system
+    }
+
+    fn launch(&mut self) {
+        let bundle = self.bundle.clone();
+        self.cluster.launch(&[("model", &bundle)]).unwrap();
+    }
+
+    /// Everything but the broker and cloisterd running.
+    fn prepare(
+        tag: &str,
+        version: u64,
+        policy: impl Fn(&Measurement) -> String,
+        tamper: impl Fn(&Path),
+    ) -> Self {
+        let broker = Broker::init(tag).unwrap();
         let sealed_config = format!(
             "{}\n[[sealed]]\nname = \"model\"\nkey_id = \"{KEY_ID}\"\nkind = \"model\"\n",
             broker.enclave_toml()
         );
-        let mut cluster = Cluster::prepare(tag, &sealed_config).unwrap();
+        let cluster = Cluster::prepare(tag, &sealed_config).unwrap();
 
         // The data owner seals on their side; only the bundle goes to the host.
         let canary = canary();
@@ -123,8 +141,6 @@ impl Sealed {
         broker
             .add_key(KEY_ID, &key_file, &policy(&cluster.measurement))
             .unwrap();
-        broker.start().unwrap();
-        cluster.launch(&[("model", &bundle)]).unwrap();
         Self {
             cluster,
             broker,
@@ -250,6 +266,29 @@ fn a_sealed_model_is_released_unsealed_in_memory_and_served() {
     assert!(
         log.contains("RELEASED") && log.contains("hash chain intact"),
         "{log}"
+    );
+}
+
+#[test]
+fn the_enclave_waits_for_the_broker_and_retries_with_backoff() {
+    let mut system = Sealed::prepare("sealed-retry", 2, strict, |_| {});
+    system.launch();
+    // No broker yet: the enclave says why it cannot start, and keeps trying.
+    let log = system
+        .cluster
+        .wait_for_log("cannot unseal; serving nothing until it succeeds")
+        .unwrap();
+    assert!(log.contains("cannot connect"), "{log}");
+    system.assert_not_serving();
+    system.broker.start().unwrap();
+    system.cluster.wait_running().unwrap();
+    let released = system
+        .broker
+        .wait_for_release(|e| e["outcome"] == "released")
+        .unwrap();
+    assert_eq!(
+        released["measurement"],
+        system.cluster.measurement.to_string()
     );
 }
 
