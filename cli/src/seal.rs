@@ -115,7 +115,7 @@ fn progress(total: u64, json: bool, verb: &str) -> ProgressBar {
     }
     let bar = ProgressBar::new(total);
     if let Ok(style) = ProgressStyle::with_template(&format!(
-        "{verb} {{bar:40}} {{bytes}}/{{total_bytes}} {{binary_bytes_per_sec}} eta {{eta}}"
+        "{verb} {{msg:>10}} {{bar:40}} {{percent:>3}}% {{binary_bytes_per_sec}} eta {{eta}}"
     )) {
         bar.set_style(style);
     }
@@ -146,7 +146,8 @@ pub(crate) fn run_seal(args: &SealArgs) -> anyhow::Result<ExitCode> {
     let total = input.metadata()?.len();
     let tmp = partial(&args.output);
     let output = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    let bar = progress(total, args.json, "sealing");
+    // The input is read twice: once for the header's plaintext MAC, once to encrypt.
+    let bar = progress(2 * total, args.json, "sealing");
     let started = Instant::now();
     let mut writer = BufWriter::with_capacity(1 << 20, output);
     let sealed = cloister_vault::seal(
@@ -154,7 +155,14 @@ pub(crate) fn run_seal(args: &SealArgs) -> anyhow::Result<ExitCode> {
         &mut writer,
         &key,
         &params,
-        &mut |done| bar.set_position(done),
+        &mut |done| {
+            bar.set_message(if done <= total {
+                "MAC pass"
+            } else {
+                "encrypting"
+            });
+            bar.set_position(done);
+        },
     );
     let header = match sealed.and_then(|h| {
         let file = writer

@@ -420,7 +420,8 @@ pub fn seal_to_vec(
 
 /// Seals `input` into `output`. Reads the input twice (once for its length
 /// and plaintext MAC, which the header carries, once to encrypt), one chunk at a
-/// time. `progress` is told the plaintext bytes sealed so far.
+/// time. `progress` is told the bytes read so far over both passes, so it
+/// ends at twice the plaintext length.
 pub fn seal<R: Read + Seek, W: Write>(
     input: &mut R,
     output: &mut W,
@@ -441,6 +442,7 @@ pub fn seal<R: Read + Seek, W: Write>(
         let n = read_full(input, part(&mut buf, chunk_size)?)?;
         hasher.update(part(&mut buf, n)?);
         plaintext_len += n as u64;
+        progress(plaintext_len);
         if n < chunk_size {
             break;
         }
@@ -474,7 +476,7 @@ pub fn seal<R: Read + Seek, W: Write>(
         output.write_all(chunk)?;
         output.write_all(tag.as_ref())?;
         sealed += len as u64;
-        progress(sealed);
+        progress(plaintext_len + sealed);
     }
     if read_full(input, &mut [0u8; 1])? != 0 {
         return Err(VaultError::InvalidParams(
