@@ -51,9 +51,13 @@ impl MasterKey {
         Self::from_key(&key)
     }
 
-    /// Creates a new master key file (mode 0600); refuses to overwrite one.
+    /// Creates a new master key file (mode 0600, and its directory if
+    /// needed); refuses to overwrite one.
     pub fn generate(path: &Path) -> Result<Self, VaultError> {
         let key = DataKey::generate()?;
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
