@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use cloister_vault::kbs::cache::EndorsementCache;
-use cloister_vault::kbs::log::read_chain;
+use cloister_vault::kbs::log::{read_chain, Outcome};
 use cloister_vault::kbs::server::{Broker, TlsIdentity, RELEASE_LOG};
 use cloister_vault::kbs::store::{KeyEntry, KeyStore, MasterKey};
 use serde_json::json;
@@ -255,17 +255,18 @@ pub(crate) fn run(args: &KbsArgs) -> anyhow::Result<ExitCode> {
                 if *json {
                     println!("{}", serde_json::to_string(entry)?);
                 } else {
+                    let r = &entry.record;
                     println!(
                         "{:>5} {} {:<8} {:<30} {:<26} {}",
                         entry.seq,
                         entry.time,
-                        match entry.outcome {
-                            cloister_vault::kbs::log::Outcome::Released => "RELEASED",
-                            cloister_vault::kbs::log::Outcome::Refused => "REFUSED",
+                        match r.outcome {
+                            Outcome::Released => "RELEASED",
+                            Outcome::Refused => "REFUSED",
                         },
-                        entry.key_id,
-                        entry.code,
-                        entry.reason
+                        r.key_id,
+                        r.code,
+                        r.reason
                     );
                 }
             }

@@ -448,23 +448,9 @@ fn replayed_attestations_are_refused() {
         assert_eq!(released.key.to_hex(), expected.trim());
 
         // One attestation, answered twice.
-        let challenge: Challenge = serde_json::from_value(
-            post_raw(&endpoint, CHALLENGE_PATH, &ChallengeRequest { key_id: "data-key".into() })
-                .await
-                .unwrap(),
-        )
-        .unwrap();
+        let challenge: Challenge = new_challenge(&endpoint).await;
         let recipient = RecipientKey::generate().unwrap();
-        let report_data =
-            release_binding(&challenge.nonce, "data-key", recipient.public_key(), &bindings);
-        let collected =
-            cloister_attestation::collect::EvidenceSource::collect(&tee, &report_data).unwrap();
-        let request = AttestRequest {
-            session: challenge.session.clone(),
-            evidence: AttestationDocument::new(&collected, &bindings, &challenge.nonce),
-            public_key: recipient.public_key().to_vec(),
-            bundle_version: 1,
-        };
+        let request = attestation(&tee, &challenge, recipient.public_key(), recipient.public_key());
         post_raw(&endpoint, ATTEST_PATH, &request).await.unwrap();
         let replay = post_raw(&endpoint, ATTEST_PATH, &request).await;
         assert!(
@@ -473,12 +459,7 @@ fn replayed_attestations_are_refused() {
         );
 
         // The same evidence under a fresh challenge binds the old nonce.
-        let fresh: Challenge = serde_json::from_value(
-            post_raw(&endpoint, CHALLENGE_PATH, &ChallengeRequest { key_id: "data-key".into() })
-                .await
-                .unwrap(),
-        )
-        .unwrap();
+        let fresh: Challenge = new_challenge(&endpoint).await;
         let stale = AttestRequest {
             session: fresh.session,
             ..request.clone()
@@ -491,23 +472,9 @@ fn replayed_attestations_are_refused() {
         );
 
         // Nor can an attacker swap in their own public key.
-        let fresh: Challenge = serde_json::from_value(
-            post_raw(&endpoint, CHALLENGE_PATH, &ChallengeRequest { key_id: "data-key".into() })
-                .await
-                .unwrap(),
-        )
-        .unwrap();
-        let report_data =
-            release_binding(&fresh.nonce, "data-key", recipient.public_key(), &bindings);
-        let collected =
-            cloister_attestation::collect::EvidenceSource::collect(&tee, &report_data).unwrap();
+        let fresh: Challenge = new_challenge(&endpoint).await;
         let attacker = RecipientKey::generate().unwrap();
-        let swapped = AttestRequest {
-            session: fresh.session,
-            evidence: AttestationDocument::new(&collected, &bindings, &fresh.nonce),
-            public_key: attacker.public_key().to_vec(),
-            bundle_version: 1,
-        };
+        let swapped = attestation(&tee, &fresh, recipient.public_key(), attacker.public_key());
         let refused = post_raw(&endpoint, ATTEST_PATH, &swapped).await;
         assert!(
             matches!(&refused, Err(VaultError::Refused { code, .. }) if code == "binding_mismatch"),
@@ -548,4 +515,26 @@ fn replayed_attestations_are_refused() {
             "unknown_key"
         ]
     );
+}
+
+async fn new_challenge(endpoint: &BrokerEndpoint) -> Challenge {
+    let request = ChallengeRequest {
+        key_id: "data-key".into(),
+    };
+    serde_json::from_value(post_raw(endpoint, CHALLENGE_PATH, &request).await.unwrap()).unwrap()
+}
+
+/// An attestation answering `challenge` whose evidence binds `bound` but
+/// which asks for the key to be wrapped to `sent`.
+fn attestation(tee: &SimTee, challenge: &Challenge, bound: &[u8], sent: &[u8]) -> AttestRequest {
+    let bindings = Bindings::default();
+    let report_data = release_binding(&challenge.nonce, "data-key", bound, &bindings);
+    let collected =
+        cloister_attestation::collect::EvidenceSource::collect(tee, &report_data).unwrap();
+    AttestRequest {
+        session: challenge.session.clone(),
+        evidence: AttestationDocument::new(&collected, &bindings, &challenge.nonce),
+        public_key: sent.to_vec(),
+        bundle_version: 1,
+    }
 }

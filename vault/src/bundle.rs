@@ -563,15 +563,9 @@ pub fn unseal<R: Read, W: Write>(
     })
 }
 
-/// Unseals a bundle held in memory into memory (the enclave's path: the
-/// plaintext never touches a disk the host can read), decrypting each chunk
-/// straight from the bundle into the output. Nothing is returned unless
-/// every chunk (and, with `verify_digest`, the plaintext MAC) verified.
-pub fn unseal_to_vec(
-    bundle: &[u8],
-    key: &DataKey,
-    verify_digest: bool,
-) -> Result<(BundleHeader, Vec<u8>)> {
+/// Opens the header of a bundle held whole in memory and checks the bundle
+/// is exactly as long as the header says; returns the plaintext length.
+fn open_whole(bundle: &[u8], key: &DataKey) -> Result<(BundleHeader, BundleKeys, usize)> {
     let (header, keys) = open_header(bundle, key)?;
     let expected = header.sealed_len();
     if (bundle.len() as u64) < expected {
@@ -585,6 +579,19 @@ pub fn unseal_to_vec(
     }
     let len = usize::try_from(header.plaintext_len)
         .map_err(|_| VaultError::InvalidParams("bundle too large for this platform".into()))?;
+    Ok((header, keys, len))
+}
+
+/// Unseals a bundle held in memory into a new buffer (the bundle is kept),
+/// decrypting each chunk straight from the bundle into the output. Nothing
+/// is returned unless every chunk (and, with `verify_digest`, the plaintext
+/// MAC) verified.
+pub fn unseal_to_vec(
+    bundle: &[u8],
+    key: &DataKey,
+    verify_digest: bool,
+) -> Result<(BundleHeader, Vec<u8>)> {
+    let (header, keys, len) = open_whole(bundle, key)?;
     let mut out = Vec::new();
     out.try_reserve_exact(len)
         .map_err(|_| VaultError::InvalidParams("bundle is larger than available memory".into()))?;
@@ -633,20 +640,8 @@ pub fn unseal_in_place(
 }
 
 fn open_in_place(bundle: &mut Vec<u8>, key: &DataKey, verify_digest: bool) -> Result<BundleHeader> {
-    let (header, keys) = open_header(bundle, key)?;
-    let expected = header.sealed_len();
-    if (bundle.len() as u64) < expected {
-        return Err(VaultError::Truncated {
-            expected: expected - HEADER_LEN as u64,
-            found: (bundle.len() as u64).saturating_sub(HEADER_LEN as u64),
-        });
-    }
-    if bundle.len() as u64 > expected {
-        return Err(VaultError::TrailingData);
-    }
+    let (header, keys, plaintext_len) = open_whole(bundle, key)?;
     let chunk_size = header.chunk_size as usize;
-    let plaintext_len = usize::try_from(header.plaintext_len)
-        .map_err(|_| VaultError::InvalidParams("bundle too large for this platform".into()))?;
     let chunks = header.chunk_count();
     let (mut read, mut written) = (HEADER_LEN, 0usize);
     for index in 0..chunks {

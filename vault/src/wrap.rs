@@ -138,6 +138,9 @@ pub fn wrap(
         &context.info(),
         key.as_bytes(),
         &context.aad(),
+        // `UnwrapErr` panics if the OS cannot supply randomness: no input
+        // causes that, and nothing in the process could proceed safely
+        // without it.
         &mut OsRng.unwrap_err(),
     )
     .map_err(|_| VaultError::Crypto("HPKE seal"))?;

@@ -28,7 +28,7 @@ pub enum Outcome {
     Refused,
 }
 
-/// One line of the log.
+/// One line of the log: its place in the chain and what was decided.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogEntry {
     /// Position in the log, from 0.
@@ -37,6 +37,14 @@ pub struct LogEntry {
     pub time: String,
     /// SHA-256 of the previous line (all zeros for the first), hex.
     pub prev: String,
+    /// The decision.
+    #[serde(flatten)]
+    pub record: Record,
+}
+
+/// The facts of one request, before the log numbers and chains them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
     /// The key asked for ("" when the request named none).
     pub key_id: String,
     /// Released or refused.
@@ -57,29 +65,27 @@ pub struct LogEntry {
     pub peer: String,
 }
 
-/// The facts of one request, before the log numbers and chains them.
-#[derive(Debug, Clone, Default)]
-pub struct Record {
-    /// The key asked for.
-    pub key_id: String,
-    /// Refusal code, or `None` for a release.
-    pub refusal: Option<String>,
-    /// Why.
-    pub reason: String,
-    /// TEE name.
-    pub tee: String,
-    /// Verified measurement.
-    pub measurement: Option<String>,
-    /// SHA-256 of the evidence, hex.
-    pub evidence_sha256: String,
-    /// Bundle version reported.
-    pub bundle_version: Option<u64>,
-    /// Peer address.
-    pub peer: String,
+impl Record {
+    /// A record of a request from `peer`, refused with `internal` until the
+    /// broker decides otherwise.
+    pub fn new(peer: &str) -> Self {
+        Self {
+            key_id: String::new(),
+            outcome: Outcome::Refused,
+            code: "internal".into(),
+            reason: String::new(),
+            tee: String::new(),
+            measurement: None,
+            evidence_sha256: String::new(),
+            bundle_version: None,
+            peer: peer.to_owned(),
+        }
+    }
 }
 
 struct Tail {
     file: File,
+    len: u64,
     next_seq: u64,
     prev: [u8; 32],
 }
@@ -120,7 +126,7 @@ impl ReleaseLog {
             file.set_len(chain.valid_len)?;
             file.sync_all()?;
         }
-        let entries = chain.entries;
+        let entries = &chain.entries;
         let (next_seq, prev) = match entries.last() {
             Some((entry, hash)) => (entry.seq + 1, *hash),
             None => (0, [0u8; 32]),
@@ -129,6 +135,7 @@ impl ReleaseLog {
             path: path.to_path_buf(),
             tail: Mutex::new(Tail {
                 file,
+                len: chain.valid_len,
                 next_seq,
                 prev,
             }),
@@ -145,26 +152,24 @@ impl ReleaseLog {
             seq: tail.next_seq,
             time,
             prev: hex::encode(tail.prev),
-            key_id: record.key_id,
-            outcome: if record.refusal.is_some() {
-                Outcome::Refused
-            } else {
-                Outcome::Released
-            },
-            code: record.refusal.unwrap_or_else(|| "released".into()),
-            reason: record.reason,
-            tee: record.tee,
-            measurement: record.measurement,
-            evidence_sha256: record.evidence_sha256,
-            bundle_version: record.bundle_version,
-            peer: record.peer,
+            record,
         };
         let line = serde_json::to_string(&entry).map_err(|e| VaultError::Store {
             path: self.path.display().to_string(),
             detail: e.to_string(),
         })?;
-        tail.file.write_all(format!("{line}\n").as_bytes())?;
-        tail.file.sync_data()?;
+        let bytes = format!("{line}\n");
+        if let Err(e) = tail
+            .file
+            .write_all(bytes.as_bytes())
+            .and_then(|()| tail.file.sync_data())
+        {
+            // Take back whatever part of the line reached the file, so the
+            // next record starts on a clean line; the caller refuses.
+            let _ = tail.file.set_len(tail.len);
+            return Err(e.into());
+        }
+        tail.len += bytes.len() as u64;
         tail.next_seq += 1;
         tail.prev = Sha256::digest(line.as_bytes()).into();
         Ok(entry)
@@ -249,19 +254,17 @@ mod tests {
         let log = ReleaseLog::open(&path).unwrap();
         let refused = Record {
             key_id: "k".into(),
-            refusal: Some("revoked".into()),
+            code: "revoked".into(),
             reason: "key k was revoked".into(),
-            ..Record::default()
+            ..Record::new("test")
         };
         log.append(refused.clone(), "t0".into()).unwrap();
-        log.append(
-            Record {
-                key_id: "k".into(),
-                ..Record::default()
-            },
-            "t1".into(),
-        )
-        .unwrap();
+        let released = Record {
+            outcome: Outcome::Released,
+            code: "released".into(),
+            ..refused.clone()
+        };
+        log.append(released, "t1".into()).unwrap();
         drop(log);
 
         // A crash mid-line: truncated, and the chain goes on.
@@ -274,7 +277,7 @@ mod tests {
         let chain = read_chain(&path).unwrap();
         assert!(!chain.torn);
         assert_eq!(chain.entries.len(), 3);
-        assert_eq!(chain.entries[1].0.outcome, Outcome::Released);
+        assert_eq!(chain.entries[1].0.record.outcome, Outcome::Released);
 
         // Removing the middle line breaks the chain.
         let text = std::fs::read_to_string(&path).unwrap();

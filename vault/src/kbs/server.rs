@@ -28,7 +28,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::error::VaultError;
 use crate::kbs::cache::EndorsementCache;
-use crate::kbs::log::{Record, ReleaseLog};
+use crate::kbs::log::{Outcome, Record, ReleaseLog};
 use crate::kbs::protocol::{
     release_binding, AttestRequest, Challenge, ChallengeRequest, Refusal, RefusalBody, RefusalCode,
     Release, ATTEST_PATH, CHALLENGE_PATH, MAX_REQUEST_BYTES, NONCE_LEN,
@@ -148,30 +148,30 @@ impl Broker {
     /// the wrapped key or say why not.
     pub fn attest(&self, body: &[u8], peer: &str) -> Result<Release, Refusal> {
         let now = (self.clock)();
-        let mut record = Record {
-            peer: peer.to_owned(),
-            ..Record::default()
-        };
+        let mut record = Record::new(peer);
         let outcome = self.decide(body, now, &mut record);
         match &outcome {
             Ok(release) => {
+                record.outcome = Outcome::Released;
+                record.code = "released".into();
                 record.reason = format!(
                     "released (policy minimum bundle version {})",
                     release.min_bundle_version
                 );
             }
             Err(r) => {
-                record.refusal = Some(r.code.as_str().to_owned());
+                record.code = r.code.as_str().to_owned();
                 record.reason = r.message.clone();
             }
         }
         let time = now.format(&Rfc3339).unwrap_or_default();
         match self.log.append(record, time) {
             Ok(entry) => {
-                if entry.outcome == crate::kbs::log::Outcome::Released {
-                    tracing::info!(seq = entry.seq, key_id = %entry.key_id, tee = %entry.tee, measurement = ?entry.measurement, %peer, "key released");
+                let r = &entry.record;
+                if r.outcome == Outcome::Released {
+                    tracing::info!(seq = entry.seq, key_id = %r.key_id, tee = %r.tee, measurement = ?r.measurement, %peer, "key released");
                 } else {
-                    tracing::warn!(seq = entry.seq, key_id = %entry.key_id, code = %entry.code, reason = %entry.reason, %peer, "release refused");
+                    tracing::warn!(seq = entry.seq, key_id = %r.key_id, code = %r.code, reason = %r.reason, %peer, "release refused");
                 }
                 outcome
             }
