@@ -144,12 +144,7 @@ async fn unseal_one(
     // Judge the header that authenticated, not the one read first: the host
     // may have swapped the file in between.
     check_identity(config, &header)?;
-    if header.bundle_version < released.min_bundle_version {
-        return Err(VaultError::ReleaseViolation(format!(
-            "bundle {:?} is version {}, below the release policy's minimum {}: refusing a rolled-back bundle",
-            config.name, header.bundle_version, released.min_bundle_version
-        )));
-    }
+    check_version(config, &header, released.min_bundle_version)?;
     Ok(UnsealedBundle {
         name: config.name.clone(),
         header,
@@ -172,6 +167,22 @@ fn read_header(path: &Path) -> Result<BundleHeader, VaultError> {
     BundleHeader::parse(&raw)
 }
 
+/// The enclave's own rollback check, on the header that authenticated: the
+/// broker judged the version the enclave reported before it had the key.
+fn check_version(
+    config: &SealedConfig,
+    header: &BundleHeader,
+    min_bundle_version: u64,
+) -> Result<(), VaultError> {
+    if header.bundle_version < min_bundle_version {
+        return Err(VaultError::ReleaseViolation(format!(
+            "bundle {:?} is version {}, below the release policy's minimum {min_bundle_version}: refusing a rolled-back bundle",
+            config.name, header.bundle_version
+        )));
+    }
+    Ok(())
+}
+
 fn check_identity(config: &SealedConfig, header: &BundleHeader) -> Result<(), VaultError> {
     if header.key_id != config.key_id {
         return Err(VaultError::ReleaseViolation(format!(
@@ -188,4 +199,72 @@ fn check_identity(config: &SealedConfig, header: &BundleHeader) -> Result<(), Va
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use cloister_vault::{seal_to_vec, ContentKind, DataKey, SealParams};
+
+    use super::*;
+
+    fn header(key_id: &str, kind: ContentKind, version: u64) -> BundleHeader {
+        let params = SealParams {
+            key_id: key_id.into(),
+            kind,
+            bundle_version: version,
+            chunk_log2: 12,
+        };
+        seal_to_vec(b"x", &DataKey::generate().unwrap(), &params)
+            .unwrap()
+            .0
+    }
+
+    fn model() -> SealedConfig {
+        SealedConfig {
+            name: "model".into(),
+            key_id: "model-key".into(),
+            kind: ContentKind::Model,
+        }
+    }
+
+    #[test]
+    fn the_authenticated_header_must_be_the_configured_bundle_at_the_minimum_version() {
+        let good = header("model-key", ContentKind::Model, 3);
+        check_identity(&model(), &good).unwrap();
+        check_version(&model(), &good, 3).unwrap();
+        let err = check_version(&model(), &good, 4).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("below the release policy's minimum 4"),
+            "{err}"
+        );
+        let other_key = header("other-key", ContentKind::Model, 3);
+        assert!(matches!(
+            check_identity(&model(), &other_key),
+            Err(VaultError::ReleaseViolation(_))
+        ));
+        let data = header("model-key", ContentKind::Data, 3);
+        let err = check_identity(&model(), &data).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("holds data, the configuration expects model"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_host_must_supply_exactly_the_configured_bundles() {
+        let configured = [model()];
+        let ok = supplied(&configured, &["model=/x/m.sealed".into()]).unwrap();
+        assert_eq!(ok[0].1, PathBuf::from("/x/m.sealed"));
+        for args in [
+            vec![],
+            vec!["model".to_owned()],
+            vec!["model=/a".to_owned(), "model=/b".to_owned()],
+            vec!["model=/a".to_owned(), "extra=/b".to_owned()],
+        ] {
+            assert!(supplied(&configured, &args).is_err(), "{args:?}");
+        }
+    }
 }
