@@ -27,7 +27,7 @@ use cloister_vault::DataKey;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use time::OffsetDateTime;
 
-const POLICY: &str = "min_bundle_version = 1\npolicy_digests = \"any\"\n[appraisal]\nallow_simulated = true\n[appraisal.sim]\nmeasurements = [\"4242424242424242424242424242424242424242424242424242424242424242424242424242424242424242424242424242\"]\n";
+const POLICY: &str = "min_bundle_version = 1\npolicy_digests = \"any\"\n[appraisal]\nallow_simulated = true\n[appraisal.sim]\nmeasurements = [\"424242424242424242424242424242424242424242424242424242424242424242424242424242424242424242424242\"]\n";
 
 fn bench(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("cloister-bench-release-{}", std::process::id()));
@@ -56,16 +56,13 @@ fn bench(c: &mut Criterion) {
     let bindings = Bindings::default();
     let appraisal: AppraisalPolicy = ReleasePolicy::from_toml(POLICY).unwrap().appraisal;
 
-    // One answered challenge: what the broker is handed.
-    let request = || {
-        let challenge = broker
-            .challenge(&ChallengeRequest { key_id: "k".into() })
-            .unwrap();
-        let report_data = release_binding(&challenge.nonce, "k", recipient.public_key(), &bindings);
+    // An answer to a challenge (session, nonce): what the broker is handed.
+    let answer = |session: String, nonce: Vec<u8>| {
+        let report_data = release_binding(&nonce, "k", recipient.public_key(), &bindings);
         let collected = tee.collect(&report_data).unwrap();
         let request = AttestRequest {
-            session: challenge.session,
-            evidence: AttestationDocument::new(&collected, &bindings, &challenge.nonce),
+            session,
+            evidence: AttestationDocument::new(&collected, &bindings, &nonce),
             public_key: recipient.public_key().to_vec(),
             bundle_version: 1,
         };
@@ -74,8 +71,12 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("key-release");
     g.bench_function("baseline: verify and appraise the evidence alone", |b| {
+        let mut counter = 0u64;
         b.iter_batched(
-            request,
+            || {
+                counter += 1;
+                answer(String::new(), [counter.to_be_bytes(); 4].concat())
+            },
             |(report_data, request)| {
                 black_box(
                     request
@@ -96,7 +97,12 @@ fn bench(c: &mut Criterion) {
         "broker attest: JSON, session, store, verify, HPKE, fsynced log",
         |b| {
             b.iter_batched(
-                || serde_json::to_vec(&request().1).unwrap(),
+                || {
+                    let challenge = broker
+                        .challenge(&ChallengeRequest { key_id: "k".into() })
+                        .unwrap();
+                    serde_json::to_vec(&answer(challenge.session, challenge.nonce).1).unwrap()
+                },
                 |body| {
                     black_box(broker.attest(&body, "bench").unwrap());
                 },
