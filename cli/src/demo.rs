@@ -17,7 +17,11 @@ use clap::Args;
 use cloister::client::{AttestedConnection, ClientError};
 use cloister::dev::{sim_enclave_toml, DEV_AUDIENCE};
 use cloister_attestation::policy::AppraisalPolicy;
+use cloister_attestation::ratls::Bindings;
+use cloister_attestation::sim::SimTee;
+use cloister_attestation::types::{HostData, Measurement};
 use cloister_policy::identity::DevIdp;
+use cloister_vault::kbs::client::{request_key, BrokerEndpoint};
 use cloister_vault::kbs::server::TlsIdentity;
 use cloister_vault::kbs::store::{KeyStore, MasterKey};
 use cloister_vault::{seal_to_vec, ContentKind, DataKey, SealParams, DEFAULT_CHUNK_LOG2};
@@ -220,14 +224,33 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         Ok(_) => bail!("a policy without allow_simulated accepted a simulated TEE"),
     }
 
-    step("9. What the host sees (`cloisterd status`)");
+    step("9. An enclave with another measurement asks the broker for the model key");
+    let impostor = SimTee::new(Measurement([0x66; 48]), HostData([0; 32]))?;
+    let broker_endpoint = BrokerEndpoint {
+        address: broker_address.clone(),
+        spki_sha256: pin,
+    };
+    let refused = runtime.block_on(request_key(
+        &broker_endpoint,
+        DEMO_KEY_ID,
+        1,
+        &impostor,
+        &Bindings::default(),
+    ));
+    match refused {
+        Err(e @ cloister_vault::VaultError::Refused { .. }) => println!("   refused: {e}\n"),
+        Err(e) => bail!("expected the broker to refuse, got: {e}"),
+        Ok(_) => bail!("the broker released the key to an enclave its policy does not name"),
+    }
+
+    step("10. What the host sees (`cloisterd status`)");
     let status = Command::new(&cloisterd)
         .args(["status", "--config"])
         .arg(&host_path)
         .output()?;
     print!("{}", indent(&String::from_utf8_lossy(&status.stdout)));
 
-    step("10. The key broker's release log (`cloister kbs log`)");
+    step("11. The key broker's release log (`cloister kbs log`)");
     let releases = Command::new(&exe)
         .args(["kbs", "log", "--store"])
         .arg(&store)

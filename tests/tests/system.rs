@@ -477,6 +477,8 @@ fn the_demo_runs_end_to_end() {
         "[sealed model: demo model sealed by the data owner, unsealed only inside the enclave] You said: Summarise the discharge plan",
         "refused before sending anything",
         "RELEASED demo-model",
+        "REFUSED  demo-model",
+        "refused: key broker refused key \"demo-model\"",
         "Demo complete",
     ] {
         assert!(
