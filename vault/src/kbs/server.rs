@@ -529,3 +529,99 @@ pub async fn serve(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use crate::bundle::DataKey;
+    use crate::kbs::log::read_chain;
+
+    fn broker(tag: &str) -> (PathBuf, Broker) {
+        let dir =
+            std::env::temp_dir().join(format!("cloister-broker-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let master = dir.join("master.key");
+        MasterKey::generate(&master).unwrap();
+        KeyStore::open(&dir, MasterKey::load(&master).unwrap())
+            .unwrap()
+            .add(
+                "k",
+                &DataKey::generate().unwrap(),
+                "min_bundle_version = 1\npolicy_digests = \"any\"\n[appraisal]\nallow_simulated = true\n[appraisal.sim]\nmeasurements = \"any\"\n",
+                OffsetDateTime::now_utc(),
+            )
+            .unwrap();
+        let broker = Broker::open(
+            &dir,
+            MasterKey::load(&master).unwrap(),
+            None,
+            Arc::new(OffsetDateTime::now_utc),
+        )
+        .unwrap();
+        (dir, broker)
+    }
+
+    #[test]
+    fn bad_key_ids_and_floods_of_challenges_are_refused() {
+        let (dir, broker) = broker("flood");
+        for bad in ["", "has space", &"x".repeat(65)] {
+            let r = broker.challenge(&ChallengeRequest { key_id: bad.into() });
+            assert_eq!(r.unwrap_err().code, RefusalCode::Malformed, "{bad:?}");
+        }
+        for _ in 0..MAX_PENDING {
+            broker
+                .challenge(&ChallengeRequest { key_id: "k".into() })
+                .unwrap();
+        }
+        let r = broker.challenge(&ChallengeRequest { key_id: "k".into() });
+        assert_eq!(r.unwrap_err().code, RefusalCode::Busy);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn malformed_attestations_are_refused_and_logged() {
+        let (dir, broker) = broker("malformed");
+        for body in [&b"not json"[..], b"{}", b"{\"session\": 1}"] {
+            let r = broker.attest(body, "127.0.0.1:1");
+            assert_eq!(r.unwrap_err().code, RefusalCode::Malformed);
+        }
+        let challenge = broker
+            .challenge(&ChallengeRequest { key_id: "k".into() })
+            .unwrap();
+        let request = serde_json::json!({
+            "session": challenge.session,
+            "evidence": {"tee": "sim", "nonce": "00", "evidence": "00", "bindings": {"policy_digest": "", "audit_key": ""}},
+            "public_key": "0011",
+            "bundle_version": 1,
+        });
+        let r = broker.attest(request.to_string().as_bytes(), "127.0.0.1:1");
+        assert_eq!(
+            r.unwrap_err().code,
+            RefusalCode::Malformed,
+            "a 2-byte public key"
+        );
+        // The session was spent on that attempt: a retry is a replay.
+        let r = broker.attest(request.to_string().as_bytes(), "127.0.0.1:1");
+        assert_eq!(r.unwrap_err().code, RefusalCode::UnknownSession);
+
+        let chain = read_chain(&dir.join(RELEASE_LOG)).unwrap();
+        let codes: Vec<&str> = chain
+            .entries
+            .iter()
+            .map(|(e, _)| e.record.code.as_str())
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                "malformed",
+                "malformed",
+                "malformed",
+                "malformed",
+                "unknown_session"
+            ]
+        );
+        assert_eq!(chain.entries[3].0.record.key_id, "k");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
