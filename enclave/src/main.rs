@@ -167,7 +167,11 @@ fn run(args: Args) -> Result<(), Failure> {
         limits: config.limits,
         sealed: unsealed.iter().map(api::SealedSummary::of).collect(),
     });
-    drop(unsealed);
+    // Nothing uses the plaintext past this point (the engine has what it
+    // loaded): wipe it rather than leave it to the allocator.
+    for mut bundle in unsealed {
+        zeroize::Zeroize::zeroize(&mut bundle.bytes);
+    }
 
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
