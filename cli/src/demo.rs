@@ -232,8 +232,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     };
     let refused = runtime.block_on(request_key(
         &broker_endpoint,
-        DEMO_KEY_ID,
-        1,
+        &header,
         &impostor,
         &Bindings::default(),
     ));

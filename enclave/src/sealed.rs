@@ -108,18 +108,12 @@ async fn unseal_one(
     source: Arc<dyn EvidenceSource>,
     bindings: &Bindings,
 ) -> Result<UnsealedBundle, VaultError> {
-    // The header is public: read it to learn the version to report, and
-    // check the host supplied the bundle this configuration names.
+    // The header is public: read it to send the broker (which authenticates
+    // it under the key), and check the host supplied the bundle this
+    // configuration names.
     let header = read_header(path)?;
     check_identity(config, &header)?;
-    let released = request_key(
-        broker,
-        &config.key_id,
-        header.bundle_version,
-        source.as_ref(),
-        bindings,
-    )
-    .await?;
+    let released = request_key(broker, &header, source.as_ref(), bindings).await?;
     let path = path.to_path_buf();
     let (header, bytes) = tokio::task::spawn_blocking(move || {
         let mut file = File::open(&path)?;

@@ -21,7 +21,7 @@ use cloister_vault::kbs::protocol::{
     release_binding, AttestRequest, Challenge, ChallengeRequest, ATTEST_PATH, CHALLENGE_PATH,
 };
 use cloister_vault::wrap::RecipientKey;
-use cloister_vault::VaultError;
+use cloister_vault::{seal_to_vec, BundleHeader, ContentKind, DataKey, SealParams, VaultError};
 use serde_json::Value;
 
 const KEY_ID: &str = "model-key";
@@ -359,25 +359,24 @@ fn tampered_chunks_on_the_host_are_refused_after_release() {
 }
 
 #[test]
-fn a_rolled_back_bundle_relabelled_as_newer_is_refused_by_the_enclave() {
+fn a_rolled_back_bundle_relabelled_as_newer_is_refused() {
     // The host edits the public header of a version-1 bundle to claim
-    // version 2: the broker, judging the claim, releases; the header MAC
-    // then fails inside the enclave.
+    // version 2: the broker authenticates the header under the key and
+    // refuses before anything is released.
     let system = Sealed::start_with("sealed-relabel", 1, strict, |bundle| {
         let mut bytes = std::fs::read(bundle).unwrap();
         bytes[16..24].copy_from_slice(&2u64.to_le_bytes());
         std::fs::write(bundle, bytes).unwrap();
     });
-    let released = system
+    system.expect_refusal(
+        "bundle_header_invalid",
+        "bundle header was modified after sealing",
+    );
+    assert!(system
         .broker
-        .wait_for_release(|e| e["outcome"] == "released")
-        .unwrap();
-    assert_eq!(released["bundle_version"], 2);
-    system
-        .cluster
-        .wait_for_log("bundle header was modified after sealing")
-        .unwrap();
-    system.assert_not_serving();
+        .releases()
+        .iter()
+        .all(|e| e["outcome"] == "refused"));
 }
 
 #[test]
@@ -434,6 +433,8 @@ fn replayed_attestations_are_refused() {
     };
     let tee = SimTee::new(measurement, HostData([0; 32])).unwrap();
     let bindings = Bindings::default();
+    let sealed = std::fs::read(broker.dir.join("data.sealed")).unwrap();
+    let header = BundleHeader::parse(&sealed).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -441,7 +442,7 @@ fn replayed_attestations_are_refused() {
 
     runtime.block_on(async {
         // A genuine exchange releases the very key the owner sealed with.
-        let released = request_key(&endpoint, "data-key", 1, &tee, &bindings)
+        let released = request_key(&endpoint, &header, &tee, &bindings)
             .await
             .unwrap();
         let expected = std::fs::read_to_string(&key_file).unwrap();
@@ -450,7 +451,13 @@ fn replayed_attestations_are_refused() {
         // One attestation, answered twice.
         let challenge: Challenge = new_challenge(&endpoint).await;
         let recipient = RecipientKey::generate().unwrap();
-        let request = attestation(&tee, &challenge, recipient.public_key(), recipient.public_key());
+        let request = attestation(
+            &tee,
+            &challenge,
+            &header,
+            recipient.public_key(),
+            recipient.public_key(),
+        );
         post_raw(&endpoint, ATTEST_PATH, &request).await.unwrap();
         let replay = post_raw(&endpoint, ATTEST_PATH, &request).await;
         assert!(
@@ -474,7 +481,13 @@ fn replayed_attestations_are_refused() {
         // Nor can an attacker swap in their own public key.
         let fresh: Challenge = new_challenge(&endpoint).await;
         let attacker = RecipientKey::generate().unwrap();
-        let swapped = attestation(&tee, &fresh, recipient.public_key(), attacker.public_key());
+        let swapped = attestation(
+            &tee,
+            &fresh,
+            &header,
+            recipient.public_key(),
+            attacker.public_key(),
+        );
         let refused = post_raw(&endpoint, ATTEST_PATH, &swapped).await;
         assert!(
             matches!(&refused, Err(VaultError::Refused { code, .. }) if code == "binding_mismatch"),
@@ -482,7 +495,18 @@ fn replayed_attestations_are_refused() {
         );
 
         // An unknown key, and a broker that is not the pinned one.
-        let unknown = request_key(&endpoint, "no-such-key", 1, &tee, &bindings).await;
+        let (other, _) = seal_to_vec(
+            b"x",
+            &DataKey::generate().unwrap(),
+            &SealParams {
+                key_id: "no-such-key".into(),
+                kind: ContentKind::Data,
+                bundle_version: 1,
+                chunk_log2: 12,
+            },
+        )
+        .unwrap();
+        let unknown = request_key(&endpoint, &other, &tee, &bindings).await;
         assert!(
             matches!(&unknown, Err(VaultError::Refused { code, .. }) if code == "unknown_key"),
             "{unknown:?}"
@@ -491,7 +515,7 @@ fn replayed_attestations_are_refused() {
             spki_sha256: [0; 32],
             ..endpoint.clone()
         };
-        let refused = request_key(&impostor, "data-key", 1, &tee, &bindings).await;
+        let refused = request_key(&impostor, &header, &tee, &bindings).await;
         assert!(
             matches!(&refused, Err(VaultError::Broker { detail, .. }) if detail.contains("is not the pinned")),
             "{refused:?}"
@@ -524,9 +548,15 @@ async fn new_challenge(endpoint: &BrokerEndpoint) -> Challenge {
     serde_json::from_value(post_raw(endpoint, CHALLENGE_PATH, &request).await.unwrap()).unwrap()
 }
 
-/// An attestation answering `challenge` whose evidence binds `bound` but
-/// which asks for the key to be wrapped to `sent`.
-fn attestation(tee: &SimTee, challenge: &Challenge, bound: &[u8], sent: &[u8]) -> AttestRequest {
+/// An attestation answering `challenge` for the bundle with `header`, whose
+/// evidence binds `bound` but which asks for the key to be wrapped to `sent`.
+fn attestation(
+    tee: &SimTee,
+    challenge: &Challenge,
+    header: &BundleHeader,
+    bound: &[u8],
+    sent: &[u8],
+) -> AttestRequest {
     let bindings = Bindings::default();
     let report_data = release_binding(&challenge.nonce, "data-key", bound, &bindings);
     let collected =
@@ -535,6 +565,6 @@ fn attestation(tee: &SimTee, challenge: &Challenge, bound: &[u8], sent: &[u8]) -
         session: challenge.session.clone(),
         evidence: AttestationDocument::new(&collected, &bindings, &challenge.nonce),
         public_key: sent.to_vec(),
-        bundle_version: 1,
+        bundle_header: header.as_bytes().to_vec(),
     }
 }

@@ -1,6 +1,7 @@
 //! The key broker's decision for one release, in process: the request's
 //! JSON, the single-use session, the key store read and opened under the
-//! master key, the evidence verified and appraised, the HPKE wrap and the
+//! master key, the evidence verified and appraised, the bundle header
+//! authenticated under the key, the HPKE wrap and the
 //! fsynced log line — beside the baseline of verifying and appraising the
 //! same evidence alone. Sim evidence (one Ed25519 verify); real SNP evidence
 //! adds the ~165 µs of `cargo bench -p cloister-attestation --bench verify`
@@ -23,7 +24,7 @@ use cloister_vault::kbs::protocol::{release_binding, AttestRequest, ChallengeReq
 use cloister_vault::kbs::server::Broker;
 use cloister_vault::kbs::store::{KeyStore, MasterKey};
 use cloister_vault::wrap::RecipientKey;
-use cloister_vault::DataKey;
+use cloister_vault::{seal_to_vec, ContentKind, DataKey, SealParams};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use time::OffsetDateTime;
 
@@ -35,15 +36,18 @@ fn bench(c: &mut Criterion) {
     let master = dir.join("master.key");
     MasterKey::generate(&master).unwrap();
     let store = dir.join("store");
+    let key = DataKey::generate().unwrap();
     KeyStore::open(&store, MasterKey::load(&master).unwrap())
         .unwrap()
-        .add(
-            "k",
-            &DataKey::generate().unwrap(),
-            POLICY,
-            OffsetDateTime::now_utc(),
-        )
+        .add("k", &key, POLICY, OffsetDateTime::now_utc())
         .unwrap();
+    let params = SealParams {
+        key_id: "k".into(),
+        kind: ContentKind::Model,
+        bundle_version: 1,
+        chunk_log2: 12,
+    };
+    let (header, _) = seal_to_vec(b"model", &key, &params).unwrap();
     let broker = Broker::open(
         &store,
         MasterKey::load(&master).unwrap(),
@@ -64,7 +68,7 @@ fn bench(c: &mut Criterion) {
             session,
             evidence: AttestationDocument::new(&collected, &bindings, &nonce),
             public_key: recipient.public_key().to_vec(),
-            bundle_version: 1,
+            bundle_header: header.as_bytes().to_vec(),
         };
         (report_data, request)
     };

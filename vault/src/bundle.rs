@@ -233,6 +233,19 @@ impl BundleHeader {
     pub fn as_bytes(&self) -> &[u8] {
         &self.raw
     }
+
+    /// Parses a header and proves it was sealed under `key` and not
+    /// modified since: what a key holder (the broker) can say of a bundle
+    /// from its header alone.
+    pub fn verify(raw: &[u8], key: &DataKey) -> Result<Self> {
+        if raw.len() != HEADER_LEN {
+            return Err(VaultError::Malformed(format!(
+                "a header is {HEADER_LEN} bytes, got {}",
+                raw.len()
+            )));
+        }
+        open_header(raw, key).map(|(header, _)| header)
+    }
 }
 
 /// Per-bundle keys, derived from the data key and the bundle's salt.

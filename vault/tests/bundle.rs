@@ -6,8 +6,8 @@
 use std::io::{Cursor, Read, Seek, SeekFrom, Write};
 
 use cloister_vault::{
-    seal, seal_to_vec, unseal, unseal_in_place, unseal_to_vec, ContentKind, DataKey, SealParams,
-    VaultError, HEADER_LEN,
+    seal, seal_to_vec, unseal, unseal_in_place, unseal_to_vec, BundleHeader, ContentKind, DataKey,
+    SealParams, VaultError, HEADER_LEN,
 };
 
 const CHUNK_LOG2: u8 = 12; // 4 KiB chunks make boundaries cheap to reach
@@ -276,4 +276,26 @@ fn streams_through_files_in_bounded_memory() {
     assert!(out.digest_verified);
     assert_eq!(checker.pos, len);
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_key_holder_can_authenticate_a_header_alone() {
+    let key = DataKey::generate().unwrap();
+    let bundle = sealed(&plaintext(100), &key);
+    let header = BundleHeader::verify(&bundle[..HEADER_LEN], &key).unwrap();
+    assert_eq!(header.bundle_version, 3);
+    assert!(matches!(
+        BundleHeader::verify(&bundle[..HEADER_LEN], &DataKey::generate().unwrap()),
+        Err(VaultError::WrongKey { .. })
+    ));
+    let mut relabelled = bundle[..HEADER_LEN].to_vec();
+    relabelled[16] = 9;
+    assert!(matches!(
+        BundleHeader::verify(&relabelled, &key),
+        Err(VaultError::HeaderModified)
+    ));
+    assert!(matches!(
+        BundleHeader::verify(&bundle[..HEADER_LEN + 1], &key),
+        Err(VaultError::Malformed(_))
+    ));
 }

@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::bundle::DataKey;
+use crate::bundle::{BundleHeader, DataKey};
 use crate::error::VaultError;
 use crate::kbs::protocol::{
     release_binding, AttestRequest, Challenge, ChallengeRequest, RefusalBody, Release, ATTEST_PATH,
@@ -61,16 +61,16 @@ impl core::fmt::Debug for Released {
     }
 }
 
-/// Runs the whole protocol for `key_id`: challenge, evidence from `source`
-/// binding the broker's nonce, a fresh recipient key and `bindings`, then
-/// unwraps the released key.
+/// Runs the whole protocol for the key of the bundle whose header is
+/// `header`: challenge, evidence from `source` binding the broker's nonce, a
+/// fresh recipient key and `bindings`, then unwraps the released key.
 pub async fn request_key(
     broker: &BrokerEndpoint,
-    key_id: &str,
-    bundle_version: u64,
+    header: &BundleHeader,
     source: &dyn EvidenceSource,
     bindings: &Bindings,
 ) -> Result<Released, VaultError> {
+    let key_id = header.key_id.as_str();
     let mut connection = Connection::open(broker).await?;
     let challenge: Challenge = connection
         .post(
@@ -96,7 +96,7 @@ pub async fn request_key(
         session: challenge.session.clone(),
         evidence: AttestationDocument::new(&collected, bindings, &challenge.nonce),
         public_key: recipient.public_key().to_vec(),
-        bundle_version,
+        bundle_header: header.as_bytes().to_vec(),
     };
     let release: Release = connection.post(ATTEST_PATH, &request, key_id).await?;
     if release.key_id != key_id {

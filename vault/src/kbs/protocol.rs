@@ -7,9 +7,10 @@
 //!                                              ◄──  {session, nonce, expires_in_s}
 //!   fresh X25519 key pair (HPKE recipient)
 //!   evidence with report_data = release_binding(nonce, key_id, public key, commitments)
-//!   POST /kbs/v1/attest {session, evidence, public_key, bundle_version}
+//!   POST /kbs/v1/attest {session, evidence, public_key, bundle_header}
 //!                                              ──►  one use of the session; verify, appraise,
-//!                                                   release policy; log; wrap to public key
+//!                                                   release policy (on the header, authenticated
+//!                                                   under the key); log; wrap to public key
 //!                                              ◄──  {key_id, min_bundle_version, wrapped}
 //!                                                   or {error: {code, message}}
 //! ```
@@ -63,9 +64,12 @@ pub struct AttestRequest {
     /// The enclave's ephemeral X25519 public key, hex.
     #[serde(with = "hex::serde")]
     pub public_key: Vec<u8>,
-    /// The version of the sealed bundle the enclave was given (from its
-    /// header; the enclave checks it again after unsealing).
-    pub bundle_version: u64,
+    /// The header of the sealed bundle the host gave the enclave, hex. The
+    /// broker holds the key, so it authenticates the header and judges the
+    /// bundle version it really carries (the enclave checks again after
+    /// unsealing, on the header that decrypted).
+    #[serde(with = "hex::serde")]
+    pub bundle_header: Vec<u8>,
 }
 
 /// Step 4: the key, wrapped to the enclave's public key.
@@ -99,6 +103,9 @@ pub enum RefusalCode {
     AttestationRejected,
     /// The enclave runs a policy bundle the release policy does not allow.
     PolicyDigestNotAllowed,
+    /// The bundle header does not authenticate under this key: modified by
+    /// the host, or sealed under another key.
+    BundleHeaderInvalid,
     /// The bundle is older than the release policy's minimum (rollback).
     BundleVersionTooLow,
     /// Too many challenges outstanding.
@@ -118,6 +125,7 @@ impl RefusalCode {
             Self::BindingMismatch => "binding_mismatch",
             Self::AttestationRejected => "attestation_rejected",
             Self::PolicyDigestNotAllowed => "policy_digest_not_allowed",
+            Self::BundleHeaderInvalid => "bundle_header_invalid",
             Self::BundleVersionTooLow => "bundle_version_too_low",
             Self::Busy => "busy",
             Self::Internal => "internal",

@@ -26,6 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
+use crate::bundle::BundleHeader;
 use crate::error::VaultError;
 use crate::kbs::cache::EndorsementCache;
 use crate::kbs::log::{Outcome, Record, ReleaseLog};
@@ -197,7 +198,6 @@ impl Broker {
                 format!("not an attestation request: {e}"),
             )
         })?;
-        record.bundle_version = Some(request.bundle_version);
         record.tee = request.evidence.tee.clone();
         record.evidence_sha256 = hex::encode(Sha256::digest(&request.evidence.evidence));
 
@@ -292,13 +292,26 @@ impl Broker {
                 ),
             ));
         }
+        let header = match BundleHeader::verify(&request.bundle_header, &key) {
+            Ok(header) => header,
+            Err(VaultError::Malformed(why)) => {
+                return Err(refusal(RefusalCode::Malformed, format!("bundle_header: {why}")))
+            }
+            Err(e) => {
+                return Err(refusal(
+                    RefusalCode::BundleHeaderInvalid,
+                    format!("the bundle header does not authenticate under key {key_id:?} ({e}): modified on the host, or sealed under another key"),
+                ))
+            }
+        };
+        record.bundle_version = Some(header.bundle_version);
         let minimum = entry.policy.min_bundle_version;
-        if request.bundle_version < minimum {
+        if header.bundle_version < minimum {
             return Err(refusal(
                 RefusalCode::BundleVersionTooLow,
                 format!(
                     "bundle version {} is below the release policy's minimum {minimum}: a rolled-back bundle",
-                    request.bundle_version
+                    header.bundle_version
                 ),
             ));
         }
@@ -432,6 +445,7 @@ fn http_error(refusal: Refusal) -> Response {
         | RefusalCode::BindingMismatch
         | RefusalCode::AttestationRejected
         | RefusalCode::PolicyDigestNotAllowed
+        | RefusalCode::BundleHeaderInvalid
         | RefusalCode::BundleVersionTooLow => StatusCode::FORBIDDEN,
     };
     (status, Json(RefusalBody { error: refusal })).into_response()
@@ -593,7 +607,7 @@ mod tests {
             "session": challenge.session,
             "evidence": {"tee": "sim", "nonce": "00", "evidence": "00", "bindings": {"policy_digest": "", "audit_key": ""}},
             "public_key": "0011",
-            "bundle_version": 1,
+            "bundle_header": "00",
         });
         let r = broker.attest(request.to_string().as_bytes(), "127.0.0.1:1");
         assert_eq!(
