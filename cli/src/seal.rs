@@ -129,6 +129,46 @@ fn partial(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Runs `work` from `input` into `OUT.partial`, syncs it, and renames it to
+/// `output` only if `work` succeeded; otherwise removes it, so there is
+/// never half an output. `work` gets the buffered input, the buffered
+/// output and the input's length. Opening, creating and renaming fail as
+/// the outer error; what `work` (or the final sync) refuses is the inner one.
+fn atomically<T>(
+    input: &Path,
+    output: &Path,
+    work: impl FnOnce(&mut BufReader<File>, &mut BufWriter<File>, u64) -> Result<T, VaultError>,
+) -> anyhow::Result<Result<T, VaultError>> {
+    let source = File::open(input).with_context(|| format!("cannot open {}", input.display()))?;
+    let total = source.metadata()?.len();
+    let tmp = partial(output);
+    let sink = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let mut writer = BufWriter::with_capacity(1 << 20, sink);
+    let outcome = work(
+        &mut BufReader::with_capacity(1 << 20, source),
+        &mut writer,
+        total,
+    )
+    .and_then(|value| {
+        let file = writer
+            .into_inner()
+            .map_err(|e| VaultError::Io(e.into_error()))?;
+        file.sync_all()?;
+        Ok(value)
+    });
+    match outcome {
+        Ok(value) => {
+            std::fs::rename(&tmp, output)
+                .with_context(|| format!("cannot write {}", output.display()))?;
+            Ok(Ok(value))
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Ok(Err(e))
+        }
+    }
+}
+
 pub(crate) fn run_seal(args: &SealArgs) -> anyhow::Result<ExitCode> {
     let key = if args.generate_key {
         generate_key(&args.key)?
@@ -141,39 +181,25 @@ pub(crate) fn run_seal(args: &SealArgs) -> anyhow::Result<ExitCode> {
         bundle_version: args.bundle_version,
         chunk_log2: args.chunk_log2,
     };
-    let input =
-        File::open(&args.input).with_context(|| format!("cannot open {}", args.input.display()))?;
-    let total = input.metadata()?.len();
-    let tmp = partial(&args.output);
-    let output = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    // The input is read twice: once for the header's plaintext MAC, once to encrypt.
-    let bar = progress(2 * total, args.json, "sealing");
+    let json = args.json;
     let started = Instant::now();
-    let mut writer = BufWriter::with_capacity(1 << 20, output);
-    let sealed = cloister_vault::seal(
-        &mut BufReader::with_capacity(1 << 20, input),
-        &mut writer,
-        &key,
-        &params,
-        &mut |done| {
-            bar.set_message(if done <= total {
+    let mut bar = None;
+    let sealed = atomically(&args.input, &args.output, |input, output, total| {
+        // The input is read twice: once for the header's plaintext MAC, once to encrypt.
+        let progress_bar = bar.insert(progress(2 * total, json, "sealing"));
+        cloister_vault::seal(input, output, &key, &params, &mut |done| {
+            progress_bar.set_message(if done <= total {
                 "MAC pass"
             } else {
                 "encrypting"
             });
-            bar.set_position(done);
-        },
-    );
-    let header = match sealed.and_then(|h| {
-        let file = writer
-            .into_inner()
-            .map_err(|e| VaultError::Io(e.into_error()))?;
-        file.sync_all()?;
-        Ok(h)
-    }) {
+            progress_bar.set_position(done);
+        })
+    })?;
+    let bar = bar.unwrap_or_else(ProgressBar::hidden);
+    let header = match sealed {
         Ok(h) => h,
         Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
             bar.abandon();
             if matches!(e, VaultError::InvalidParams(_)) {
                 eprintln!("cloister seal: {e}");
@@ -182,8 +208,6 @@ pub(crate) fn run_seal(args: &SealArgs) -> anyhow::Result<ExitCode> {
             return Err(e.into());
         }
     };
-    std::fs::rename(&tmp, &args.output)
-        .with_context(|| format!("cannot write {}", args.output.display()))?;
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     if args.json {
@@ -221,32 +245,19 @@ pub(crate) fn run_seal(args: &SealArgs) -> anyhow::Result<ExitCode> {
 
 pub(crate) fn run_unseal(args: &UnsealArgs) -> anyhow::Result<ExitCode> {
     let key = load_key(&args.key)?;
-    let input =
-        File::open(&args.input).with_context(|| format!("cannot open {}", args.input.display()))?;
-    let total = input.metadata()?.len();
-    let tmp = partial(&args.output);
-    let output = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    let bar = progress(total, args.json, "unsealing");
-    let mut writer = BufWriter::with_capacity(1 << 20, output);
-    let result = cloister_vault::unseal(
-        &mut BufReader::with_capacity(1 << 20, input),
-        &mut writer,
-        &key,
-        true,
-        &mut |done| bar.set_position(done),
-    )
-    .and_then(|u| {
-        let file = writer
-            .into_inner()
-            .map_err(|e| VaultError::Io(e.into_error()))?;
-        file.sync_all()?;
-        Ok(u)
-    });
+    let json = args.json;
+    let mut bar = None;
+    let result = atomically(&args.input, &args.output, |input, output, total| {
+        let progress_bar = bar.insert(progress(total, json, "unsealing"));
+        cloister_vault::unseal(input, output, &key, true, &mut |done| {
+            progress_bar.set_position(done)
+        })
+    })?;
+    let bar = bar.unwrap_or_else(ProgressBar::hidden);
     let unsealed = match result {
         Ok(u) => u,
         Err(e) => {
             // Nothing unverified is left behind.
-            let _ = std::fs::remove_file(&tmp);
             bar.abandon();
             if let VaultError::Io(io) = &e {
                 bail!("cannot unseal {}: {io}", args.input.display());
@@ -259,8 +270,6 @@ pub(crate) fn run_unseal(args: &UnsealArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_REJECTED));
         }
     };
-    std::fs::rename(&tmp, &args.output)
-        .with_context(|| format!("cannot write {}", args.output.display()))?;
     bar.finish_and_clear();
     if args.json {
         println!(

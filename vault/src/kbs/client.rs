@@ -150,13 +150,12 @@ impl Connection {
             spki_sha256: broker.spki_sha256,
             provider: provider.clone(),
         });
-        let config = rustls::ClientConfig::builder_with_provider(provider)
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| fail(e.to_string()))?
             .dangerous()
             .with_custom_certificate_verifier(verifier)
             .with_no_client_auth();
-        let mut config = config;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let name = ServerName::try_from("cloister-kbs").map_err(|e| fail(e.to_string()))?;
         let tls = tokio::time::timeout(

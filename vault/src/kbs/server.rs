@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -426,14 +426,6 @@ fn store_error(path: &Path, detail: String) -> VaultError {
     }
 }
 
-/// The store directory's files, for operators.
-pub fn store_files(dir: &Path) -> Vec<PathBuf> {
-    [TLS_KEY, TLS_CERT, RELEASE_LOG, "keys.json"]
-        .iter()
-        .map(|f| dir.join(f))
-        .collect()
-}
-
 fn http_error(refusal: Refusal) -> Response {
     let status = match refusal.code {
         RefusalCode::Malformed => StatusCode::BAD_REQUEST,
@@ -550,6 +542,7 @@ mod tests {
     use super::*;
     use crate::bundle::DataKey;
     use crate::kbs::log::read_chain;
+    use std::path::PathBuf;
 
     fn broker(tag: &str) -> (PathBuf, Broker) {
         let dir =
