@@ -1,8 +1,8 @@
 //! `cloister`: the command-line tool of Cloister's users, hospital platform
 //! teams, clinical apps, data owners and auditors: `verify` evidence,
 //! `query` an attested enclave, `measure` an image, `seal`/`unseal`
-//! bundles, run the key broker (`kbs`), and `demo` the whole flow. `audit`
-//! and `policy` arrive with their crates.
+//! bundles, run the key broker (`kbs`), build and test `policy` bundles,
+//! and `demo` the whole flow. `audit` arrives with its crate.
 //!
 //! Exit codes: 0 success, 1 rejection (attestation refused, bundle
 //! rejected), 2 usage error or unreadable input; `query` adds 3
@@ -11,6 +11,7 @@
 mod demo;
 mod kbs;
 mod measure;
+mod policy;
 mod query;
 mod seal;
 mod verify;
@@ -48,6 +49,8 @@ enum Command {
     Unseal(seal::UnsealArgs),
     /// The key broker: release keys only to attested, approved enclaves.
     Kbs(kbs::KbsArgs),
+    /// Build, hash, test and evaluate policy bundles.
+    Policy(policy::PolicyArgs),
     /// Run the whole flow on this machine (INSECURE simulated TEE).
     Demo(demo::DemoArgs),
 }
@@ -100,6 +103,7 @@ fn main() -> ExitCode {
         Command::Seal(args) => usage_on_error("seal", seal::run_seal(&args)),
         Command::Unseal(args) => usage_on_error("unseal", seal::run_unseal(&args)),
         Command::Kbs(args) => usage_on_error("kbs", kbs::run(&args)),
+        Command::Policy(args) => usage_on_error("policy", policy::run(&args)),
         Command::Demo(args) => match demo::run(&args) {
             Ok(code) => code,
             Err(e) => {

@@ -9,8 +9,6 @@
 //! driven by a 1 ms ticker thread, and a memory ceiling. Whatever goes
 //! wrong while it runs is a [`ModuleFailure`], and a failure denies.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -39,6 +37,9 @@ pub const MAX_OUTPUT_BYTES: usize = 256 * 1024;
 /// Most lines one evaluation may log, and the longest line kept.
 const MAX_LOG_LINES: usize = 16;
 const MAX_LOG_LINE: usize = 1024;
+/// What joins the parts of a multi-part text (see
+/// [`LoadedBundle::evaluate_parts`]).
+pub const PART_SEPARATOR: &str = "\n\n";
 /// How often the deadline clock ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
 
@@ -127,7 +128,6 @@ pub struct LoadError {
 /// deadline ticker.
 pub struct PolicyEngine {
     engine: Engine,
-    ticker_stop: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for PolicyEngine {
@@ -160,25 +160,20 @@ impl PolicyEngine {
             .memory_guard_size(64 * 1024)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| EngineError(format!("{e:#}")))?;
-        let ticker_stop = Arc::new(AtomicBool::new(false));
+        // The ticker holds the engine weakly: it runs while any loaded
+        // bundle (each holds the engine) can still evaluate, and ends after.
         let weak = engine.weak();
-        let stop = ticker_stop.clone();
         std::thread::Builder::new()
             .name("policy-deadline".into())
-            .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    match weak.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None => break,
-                    }
+            .spawn(move || loop {
+                std::thread::sleep(EPOCH_TICK);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
                 }
             })
             .map_err(|e| EngineError(format!("cannot start the deadline ticker: {e}")))?;
-        Ok(Self {
-            engine,
-            ticker_stop,
-        })
+        Ok(Self { engine })
     }
 
     /// Compile and check every module of `bundle`.
@@ -253,12 +248,6 @@ impl PolicyEngine {
             exports,
             input_prefix: prefix,
         })
-    }
-}
-
-impl Drop for PolicyEngine {
-    fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -390,12 +379,28 @@ impl LoadedBundle {
     /// A denial or failure stops the gate (later modules do not run); a
     /// redaction is applied before the next module sees the text.
     pub fn evaluate(&self, gate: Gate, request: &Request) -> GateOutcome {
+        self.evaluate_parts(gate, request, &[request.text.as_str()])
+    }
+
+    /// As [`evaluate`](Self::evaluate), for text in several parts (a chat's
+    /// messages): modules see the parts joined by [`PART_SEPARATOR`] as
+    /// `text`, and [`GateOutcome::parts`] holds each part after redaction.
+    /// A redaction reaching across a separator is a malformed decision.
+    pub fn evaluate_parts(&self, gate: Gate, request: &Request, parts: &[&str]) -> GateOutcome {
         let started = Instant::now();
         let mut current = request.clone();
+        current.text = parts.join(PART_SEPARATOR);
+        let mut ranges = Vec::with_capacity(parts.len());
+        let mut at = 0;
+        for part in parts {
+            ranges.push((at, at + part.len()));
+            at += part.len() + PART_SEPARATOR.len();
+        }
         let mut outcome = GateOutcome {
             gate,
             allowed: true,
             text: String::new(),
+            parts: Vec::new(),
             redacted: false,
             requirements: Vec::new(),
             modules: Vec::new(),
@@ -422,12 +427,22 @@ impl LoadedBundle {
                 failure: None,
                 log: run.log,
                 fuel_used: run.fuel_used,
-                micros: micros(module_started.elapsed()),
+                micros: 0,
             };
-            let decision = run
-                .decision
-                .and_then(|d| check_decision(d, &current.text).map_err(malformed));
-            match decision {
+            let checked = run.decision.and_then(|d| {
+                let d = check_decision(d, &current.text).map_err(malformed)?;
+                let redacted = if d.effect == Effect::Redact {
+                    Some(
+                        apply_redactions(&current.text, &ranges, &d.redactions)
+                            .map_err(malformed)?,
+                    )
+                } else {
+                    None
+                };
+                Ok((d, redacted))
+            });
+            record.micros = micros(module_started.elapsed());
+            match checked {
                 Err(failure) => {
                     record.reasons.push(Reason {
                         code: format!("module_{}", failure.code()),
@@ -438,7 +453,7 @@ impl LoadedBundle {
                     outcome.modules.push(record);
                     break;
                 }
-                Ok(decision) => {
+                Ok((decision, redacted)) => {
                     record.effect = decision.effect;
                     record.reasons = decision.reasons;
                     match decision.effect {
@@ -453,7 +468,10 @@ impl LoadedBundle {
                             record.requirements = decision.requirements;
                         }
                         Effect::Redact => {
-                            current.text = apply_redactions(&current.text, &decision.redactions);
+                            if let Some((text, new_ranges)) = redacted {
+                                current.text = text;
+                                ranges = new_ranges;
+                            }
                             request_json = serde_json::to_vec(&current).unwrap_or_default();
                             outcome.redacted = true;
                             record.redacted = decision
@@ -474,9 +492,18 @@ impl LoadedBundle {
                 }
             }
         }
+        outcome.parts = ranges
+            .iter()
+            .map(|&(start, end)| current.text.get(start..end).unwrap_or_default().to_owned())
+            .collect();
         outcome.text = current.text;
         outcome.micros = micros(started.elapsed());
         outcome
+    }
+
+    /// Whether any module runs at `gate`.
+    pub fn has_gate(&self, gate: Gate) -> bool {
+        self.modules.iter().any(|m| m.gates.contains(&gate))
     }
 
     fn run(&self, module: &LoadedModule, input: &[u8]) -> RunResult {
@@ -683,8 +710,32 @@ fn is_code(code: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
-/// `text` with each (sorted, non-overlapping, checked) span replaced.
-fn apply_redactions(text: &str, redactions: &[cloister_policy_sdk::Redaction]) -> String {
+/// `text` with each (sorted, non-overlapping, checked) span replaced, and
+/// the parts' byte ranges moved to match. Each span must lie within one part.
+fn apply_redactions(
+    text: &str,
+    ranges: &[(usize, usize)],
+    redactions: &[cloister_policy_sdk::Redaction],
+) -> Result<(String, Vec<(usize, usize)>), String> {
+    for r in redactions {
+        if !ranges
+            .iter()
+            .any(|&(start, end)| start <= r.start && r.end <= end)
+        {
+            return Err(format!(
+                "redaction {}..{} reaches across a message boundary",
+                r.start, r.end
+            ));
+        }
+    }
+    // New position of an old offset that is not inside any redaction.
+    let shift = |offset: usize| -> usize {
+        let before = redactions.iter().filter(|r| r.end <= offset);
+        let removed: usize = before.clone().map(|r| r.end - r.start).sum();
+        let added: usize = before.map(|r| r.replacement.len()).sum();
+        // Every removed span lies within [0, offset), so this cannot underflow.
+        offset + added - removed
+    };
     let mut out = String::with_capacity(text.len());
     let mut at = 0;
     for r in redactions {
@@ -693,7 +744,11 @@ fn apply_redactions(text: &str, redactions: &[cloister_policy_sdk::Redaction]) -
         at = r.end;
     }
     out.push_str(text.get(at..).unwrap_or_default());
-    out
+    let ranges = ranges
+        .iter()
+        .map(|&(start, end)| (shift(start), shift(end)))
+        .collect();
+    Ok((out, ranges))
 }
 
 /// Per-evaluation host state.

@@ -115,6 +115,9 @@ pub struct GateOutcome {
     /// The text after every redaction (the input text when none applied).
     #[serde(skip)]
     pub text: String,
+    /// For a multi-part evaluation, each part after redaction.
+    #[serde(skip)]
+    pub parts: Vec<String>,
     /// Whether any module redacted.
     pub redacted: bool,
     /// Requirements every module raised, deduplicated, in order.

@@ -149,7 +149,7 @@ pub enum ManifestError {
 }
 
 impl Manifest {
-    /// Parse and check a manifest.
+    /// Parse and check a bundle's manifest.
     pub fn parse(text: &str) -> Result<Self, ManifestError> {
         let manifest: Self =
             toml::from_str(text).map_err(|e| ManifestError::Syntax(e.message().to_owned()))?;
@@ -157,8 +157,21 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// Parse a source manifest, the input of `cloister policy build`: the
+    /// same schema, but `file` may be any path to a `.wasm` or `.wat` file.
+    pub fn parse_source(text: &str) -> Result<Self, ManifestError> {
+        let manifest: Self =
+            toml::from_str(text).map_err(|e| ManifestError::Syntax(e.message().to_owned()))?;
+        manifest.check_rules(false)?;
+        Ok(manifest)
+    }
+
     /// The rules `parse` enforces, for manifests built in code.
     pub fn check(&self) -> Result<(), ManifestError> {
+        self.check_rules(true)
+    }
+
+    fn check_rules(&self, built: bool) -> Result<(), ManifestError> {
         let invalid = |m: String| Err(ManifestError::Invalid(m));
         if self.abi != ABI_VERSION {
             return Err(ManifestError::Abi { found: self.abi });
@@ -186,7 +199,13 @@ impl Manifest {
                 return invalid(format!("module {name:?} is listed twice"));
             }
             let file = &module.file;
-            if file.is_empty()
+            if !built {
+                if !(file.ends_with(".wasm") || file.ends_with(".wat")) {
+                    return invalid(format!(
+                        "module {name:?}: file {file:?} must be a .wasm or .wat file"
+                    ));
+                }
+            } else if file.is_empty()
                 || file.starts_with('.')
                 || file.contains(['/', '\\'])
                 || !file.ends_with(".wasm")

@@ -359,3 +359,46 @@ fn modules_run_in_order_and_a_denial_stops_the_gate() {
         "second denies before third runs"
     );
 }
+
+#[test]
+fn redactions_apply_per_part_and_may_not_cross_parts() {
+    // Redact bytes 0..3 ("abc") and 5..6 (the "d" of the second part).
+    let json = r#"{"effect":"redact","redactions":[{"start":0,"end":3,"replacement":"[X]","label":"t"},{"start":5,"end":6,"replacement":"[LONGER]","label":"t"}]}"#;
+    let escaped = json.replace('"', "\\\"");
+    let data = format!(r#"(data (i32.const 200) "{escaped}")"#);
+    let len = u32::try_from(json.len()).unwrap();
+    let engine = engine();
+    let loaded = engine
+        .load(&bundle_of(module("", &packed(200, len), &data), ""))
+        .unwrap();
+    let outcome = loaded.evaluate_parts(Gate::Input, &request(), &["abc", "def"]);
+    assert!(outcome.allowed);
+    assert!(outcome.redacted);
+    assert_eq!(
+        outcome.parts,
+        vec!["[X]".to_owned(), "[LONGER]ef".to_owned()]
+    );
+    assert_eq!(outcome.text, "[X]\n\n[LONGER]ef");
+
+    // The same spans over "ab" + "cdef": 0..3 reaches across the separator.
+    let outcome = loaded.evaluate_parts(Gate::Input, &request(), &["ab", "cdef"]);
+    let failure = failure_of(&outcome);
+    assert!(
+        matches!(&failure, ModuleFailure::MalformedOutput { detail } if detail.contains("message boundary")),
+        "{failure:?}"
+    );
+}
+
+#[test]
+fn deadlines_still_fire_after_the_engine_handle_is_dropped() {
+    let body = "(loop $forever (br $forever)) i64.const 0";
+    let loaded = engine()
+        .load(&bundle_of(
+            module("", body, ""),
+            "[modules.limits]\nfuel = 1000000000\ntimeout_ms = 20\n",
+        ))
+        .unwrap();
+    // The PolicyEngine is gone; the bundle keeps the ticker alive.
+    let failure = failure_of(&loaded.evaluate(Gate::Input, &request()));
+    assert_eq!(failure, ModuleFailure::Timeout { timeout_ms: 20 });
+}

@@ -53,6 +53,7 @@ impl Gate {
 /// identity from the caller's verified token, time from the enclave's clock
 /// (a module has no clock of its own), text and sources from the query.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Request {
     /// The identity provider that vouched for the caller.
     pub issuer: String,

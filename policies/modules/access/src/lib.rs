@@ -109,11 +109,7 @@ pub fn decide(config: &Config, request: &Request) -> Decision {
         );
     }
     let purpose = request.purpose_of_use.as_str();
-    if let Some(glass) = config
-        .break_glass
-        .as_ref()
-        .filter(|g| g.purpose == purpose)
-    {
+    if let Some(glass) = config.break_glass.as_ref().filter(|g| g.purpose == purpose) {
         if !glass.roles.iter().any(|r| r == role) {
             return Decision::deny(
                 "break_glass_not_permitted",
@@ -207,7 +203,11 @@ mod tests {
         r.caller_patient = None;
         assert_eq!(code(&decide(&config(), &r)), "not_treating_patient");
         r.patient = None;
-        assert_eq!(decide(&config(), &r).effect, Effect::Allow, "no patient named");
+        assert_eq!(
+            decide(&config(), &r).effect,
+            Effect::Allow,
+            "no patient named"
+        );
     }
 
     #[test]
@@ -217,11 +217,17 @@ mod tests {
             Effect::Allow
         );
         assert_eq!(
-            code(&decide(&config(), &request("billing", "HPAYMT", "summarize"))),
+            code(&decide(
+                &config(),
+                &request("billing", "HPAYMT", "summarize")
+            )),
             "task_not_permitted"
         );
         assert_eq!(
-            code(&decide(&config(), &request("billing", "TREAT", "prior_auth"))),
+            code(&decide(
+                &config(),
+                &request("billing", "TREAT", "prior_auth")
+            )),
             "purpose_not_permitted"
         );
     }
@@ -231,7 +237,10 @@ mod tests {
         let mut r = request("researcher", "HRESCH", "chat");
         assert_eq!(decide(&config(), &r).effect, Effect::Allow);
         r.patient = Some("p1".into());
-        assert_eq!(code(&decide(&config(), &r)), "identified_patient_not_permitted");
+        assert_eq!(
+            code(&decide(&config(), &r)),
+            "identified_patient_not_permitted"
+        );
     }
 
     #[test]
@@ -258,7 +267,10 @@ mod tests {
         assert_eq!(decision.effect, Effect::Require);
         assert_eq!(decision.requirements, vec![BREAK_GLASS_REVIEW.to_owned()]);
         let billing = request("billing", "ETREAT", "prior_auth");
-        assert_eq!(code(&decide(&config(), &billing)), "break_glass_not_permitted");
+        assert_eq!(
+            code(&decide(&config(), &billing)),
+            "break_glass_not_permitted"
+        );
     }
 
     #[test]

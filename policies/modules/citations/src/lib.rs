@@ -80,8 +80,10 @@ pub fn decide(config: &Config, request: &Request) -> Decision {
                 "no_citation",
                 "the answer cites none of the sources retrieved for it",
             ),
-            OnMissing::RequireReview => Decision::require(CITATION_REVIEW)
-                .because("no_citation", "the answer cites none of the retrieved sources"),
+            OnMissing::RequireReview => Decision::require(CITATION_REVIEW).because(
+                "no_citation",
+                "the answer cites none of the retrieved sources",
+            ),
         };
     }
     Decision::allow().because(
@@ -159,7 +161,10 @@ mod tests {
     #[test]
     fn finds_markers_and_ignores_prose_brackets() {
         assert_eq!(citations("A [S1]. B [S2, S3][S1]."), vec!["S1", "S2", "S3"]);
-        assert_eq!(citations("[sic] and [1-2] and [] and [S]"), Vec::<&str>::new());
+        assert_eq!(
+            citations("[sic] and [1-2] and [] and [S]"),
+            Vec::<&str>::new()
+        );
         assert_eq!(citations("see [note [S4]]"), vec!["S4"]);
         assert_eq!(citations("unclosed [S1"), Vec::<&str>::new());
         assert_eq!(citations("ünïcode [S1] ✓ [Ü2]"), vec!["S1"]);
@@ -185,7 +190,10 @@ mod tests {
     #[test]
     fn without_sources_any_citation_is_fabricated() {
         let c = Config::default();
-        assert_eq!(decide(&c, &request("Rest and fluids.", &[])).effect, Effect::Allow);
+        assert_eq!(
+            decide(&c, &request("Rest and fluids.", &[])).effect,
+            Effect::Allow
+        );
         assert_eq!(
             code(&decide(&c, &request("Rest and fluids [S1].", &[]))),
             "unknown_citation"
