@@ -223,6 +223,42 @@ pub struct AppraisalPolicy {
     /// Simulated-TEE requirements; only consulted when `allow_simulated`.
     #[serde(default)]
     pub sim: Option<SimPolicy>,
+    /// Policy bundles the enclave may run (`"any"`, or digests as
+    /// `cloister policy hash` prints them). Checked against the commitment
+    /// in a Cloister enclave's RA-TLS certificate; absent means not checked.
+    /// Raw evidence (`cloister verify`) carries no such commitment.
+    #[serde(default)]
+    pub policy_digests: Option<Reference<PolicyDigest>>,
+}
+
+/// The SHA-256 digest of a policy bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyDigest(pub [u8; 32]);
+
+impl<'de> Deserialize<'de> for PolicyDigest {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> core::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(text.trim(), &mut out).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "a policy bundle digest is 64 hex digits: {e} (got {text:?})"
+            ))
+        })?;
+        Ok(Self(out))
+    }
+}
+
+impl Reference<PolicyDigest> {
+    /// Whether an enclave committed to `digest` (empty: no bundle) is
+    /// accepted.
+    pub fn accepts_committed(&self, digest: &[u8]) -> bool {
+        match self {
+            Reference::Any => true,
+            Reference::OneOf(_) => <[u8; 32]>::try_from(digest)
+                .map(|d| self.accepts(&PolicyDigest(d)))
+                .unwrap_or(false),
+        }
+    }
 }
 
 /// What simulated evidence must show (it is INSECURE whatever it shows; this
@@ -251,6 +287,7 @@ impl AppraisalPolicy {
             allow_simulated: false,
             report_data: None,
             max_collateral_age_days: None,
+            policy_digests: None,
             snp: Some(SnpPolicy {
                 measurements: Reference::Any,
                 chip_ids: Reference::Any,

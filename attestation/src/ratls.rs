@@ -45,7 +45,7 @@ use time::OffsetDateTime;
 
 use crate::collect::{Collected, EvidenceSource};
 use crate::evidence::{Appraisal, EndorsementInputs, Evidence, Tee};
-use crate::policy::AppraisalPolicy;
+use crate::policy::{AppraisalPolicy, Reference};
 use crate::types::ReportData;
 
 /// The certificate extension that carries Cloister evidence.
@@ -309,6 +309,30 @@ pub fn verify_certificate(
         Mismatch::Binding { expected, found } => RaTlsError::KeyBindingMismatch { expected, found },
         Mismatch::Rejected(e) => e,
     })?;
+    if let Some(accepted) = &policy.policy_digests {
+        let found = &decoded.bindings.policy_digest;
+        if !accepted.accepts_committed(found) {
+            let expected = match accepted {
+                Reference::Any => "any".to_owned(),
+                Reference::OneOf(list) => format!(
+                    "one of [{}]",
+                    list.iter()
+                        .map(|d| hex::encode(d.0))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            return Err(RaTlsError::UnexpectedCommitment {
+                what: "policy bundle",
+                expected,
+                found: if found.is_empty() {
+                    "(none)".to_owned()
+                } else {
+                    hex::encode(found)
+                },
+            });
+        }
+    }
     Ok(AttestedPeer {
         appraisal,
         spki: decoded.spki,

@@ -47,8 +47,13 @@ pub enum ClientError {
     Api {
         /// HTTP status.
         status: StatusCode,
+        /// The error code (`error.code`), e.g. a policy module's reason code.
+        code: String,
         /// The error message.
         message: String,
+        /// Cloister's account of the refusal (the response's `cloister`
+        /// object: the policy gates' decisions), if it gave one.
+        cloister: Value,
     },
     /// The answer is not what the API promises.
     #[error("unexpected response: {0}")]
@@ -201,15 +206,14 @@ impl AttestedConnection {
         let value: Value = serde_json::from_slice(&bytes)
             .map_err(|e| ClientError::Protocol(format!("{status}: body is not JSON: {e}")))?;
         if !status.is_success() {
-            let message = value
-                .pointer("/error/message")
-                .unwrap_or(&Value::Null)
-                .as_str()
-                .unwrap_or("no message")
-                .to_owned();
-            return Err(ClientError::Api { status, message });
+            return Err(api_error(status, &value));
         }
         Ok(value)
+    }
+
+    /// The enclave's `/healthz`: TEE, engine, unsealed bundles, policy bundle.
+    pub async fn healthz(&mut self) -> Result<Value, ClientError> {
+        self.json(hyper::Method::GET, "/healthz", None, None).await
     }
 
     /// Fetches fresh evidence for `nonce` (not yet verified).
@@ -247,12 +251,22 @@ impl AttestedConnection {
                 map.insert("max_tokens".into(), json!(n));
             }
         }
+        self.chat_body(token, &body).await
+    }
+
+    /// Sends a whole chat completion request body (non-streaming), e.g.
+    /// with a `cloister` object naming the task and patient.
+    pub async fn chat_body(
+        &mut self,
+        token: &str,
+        body: &Value,
+    ) -> Result<ChatAnswer, ClientError> {
         let raw = self
             .json(
                 hyper::Method::POST,
                 "/v1/chat/completions",
                 Some(token),
-                Some(&body),
+                Some(body),
             )
             .await?;
         let text = raw
@@ -275,10 +289,25 @@ impl AttestedConnection {
         &mut self,
         token: &str,
         prompt: &str,
+        on_text: impl FnMut(&str),
+    ) -> Result<ChatAnswer, ClientError> {
+        let request = json!({ "messages": [{ "role": "user", "content": prompt }] });
+        self.chat_stream_body(token, &request, on_text).await
+    }
+
+    /// As [`chat_stream`](Self::chat_stream), for a whole request body
+    /// (`stream` is set to true). The final event's `cloister` object is
+    /// returned in `raw`.
+    pub async fn chat_stream_body(
+        &mut self,
+        token: &str,
+        body: &Value,
         mut on_text: impl FnMut(&str),
     ) -> Result<ChatAnswer, ClientError> {
-        let request =
-            json!({ "stream": true, "messages": [{ "role": "user", "content": prompt }] });
+        let mut request = body.clone();
+        if let Some(map) = request.as_object_mut() {
+            map.insert("stream".into(), json!(true));
+        }
         let response = self
             .send(
                 hyper::Method::POST,
@@ -292,17 +321,13 @@ impl AttestedConnection {
         if !status.is_success() {
             let value: Value =
                 serde_json::from_slice(&read_body(body).await?).unwrap_or(Value::Null);
-            let message = value
-                .pointer("/error/message")
-                .and_then(Value::as_str)
-                .unwrap_or("no message")
-                .to_owned();
-            return Err(ClientError::Api { status, message });
+            return Err(api_error(status, &value));
         }
         let mut pending = Vec::new();
         let mut text = String::new();
         let mut model = String::new();
         let mut done = false;
+        let mut cloister = Value::Null;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| ClientError::Http(e.to_string()))?;
             let Some(data) = frame.data_ref() else {
@@ -324,11 +349,11 @@ impl AttestedConnection {
                 }
                 let chunk: Value = serde_json::from_str(payload)
                     .map_err(|e| ClientError::Protocol(format!("bad event: {e}")))?;
-                if let Some(message) = chunk.pointer("/error/message").and_then(Value::as_str) {
-                    return Err(ClientError::Api {
-                        status,
-                        message: message.to_owned(),
-                    });
+                if chunk.pointer("/error/message").is_some() {
+                    return Err(api_error(status, &chunk));
+                }
+                if let Some(account) = chunk.get("cloister") {
+                    cloister = account.clone();
                 }
                 if let Some(m) = chunk.pointer("/model").and_then(Value::as_str) {
                     m.clone_into(&mut model);
@@ -350,8 +375,29 @@ impl AttestedConnection {
         Ok(ChatAnswer {
             text,
             model,
-            raw: Value::Null,
+            raw: json!({ "cloister": cloister }),
         })
+    }
+}
+
+fn api_error(status: StatusCode, value: &Value) -> ClientError {
+    let field = |pointer: &str| {
+        value
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let message = field("/error/message");
+    ClientError::Api {
+        status,
+        code: field("/error/code"),
+        message: if message.is_empty() {
+            "no message".into()
+        } else {
+            message
+        },
+        cloister: value.get("cloister").cloned().unwrap_or(Value::Null),
     }
 }
 

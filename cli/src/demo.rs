@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use clap::Args;
 use cloister::client::{AttestedConnection, ClientError};
-use cloister::dev::{sim_enclave_toml, DEV_AUDIENCE};
+use cloister::dev::{
+    install_policy_bundle, sim_enclave_toml, standard_policy_bundle, DEV_AUDIENCE,
+};
 use cloister_attestation::policy::AppraisalPolicy;
 use cloister_attestation::ratls::Bindings;
 use cloister_attestation::sim::SimTee;
@@ -30,7 +32,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::measure::sim_image_measurement;
-use crate::query::print_trust;
+use crate::query::{print_policy, print_trust};
 
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -47,6 +49,10 @@ pub(crate) struct DemoArgs {
     /// The question to ask.
     #[arg(long, default_value = "Summarise the discharge plan for bed 12.")]
     prompt: String,
+    /// The policy bundle to put in the image (default: the standard bundle
+    /// `scripts/build-policies` builds, beside the binaries' target directory).
+    #[arg(long, value_name = "DIR")]
+    policy_bundle: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
@@ -108,10 +114,28 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         hex::encode(pin)
     );
 
-    step("3. The enclave image: enclave.toml trusts that IdP, pins the broker, names the sealed model");
+    step("3. The enclave image: enclave.toml trusts that IdP, pins the policy bundle and the broker, names the sealed model");
     let image = dir.join("image");
+    let bundle_dir = args
+        .policy_bundle
+        .clone()
+        .unwrap_or_else(|| standard_policy_bundle(bin_dir));
+    let policy_table = install_policy_bundle(&bundle_dir, &image)?;
+    let policy_bundle = cloister_policy::Bundle::read(&image.join("policy"))?;
+    let policy_digest = hex::encode(policy_bundle.digest());
+    println!(
+        "   policy bundle {:?} ({}), digest {policy_digest}",
+        policy_bundle.manifest.name,
+        policy_bundle
+            .manifest
+            .modules
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" → ")
+    );
     let enclave_toml = format!(
-        "{}\n[broker]\naddress = \"{broker_address}\"\nspki_sha256 = \"{}\"\n\n[[sealed]]\nname = \"model\"\nkey_id = \"{DEMO_KEY_ID}\"\nkind = \"model\"\n",
+        "{}{policy_table}\n[broker]\naddress = \"{broker_address}\"\nspki_sha256 = \"{}\"\n\n[[sealed]]\nname = \"model\"\nkey_id = \"{DEMO_KEY_ID}\"\nkind = \"model\"\n",
         sim_enclave_toml(&idp)?,
         hex::encode(pin)
     );
@@ -119,16 +143,16 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let measurement = sim_image_measurement(&enclave, &image)?;
     println!("   sim launch measurement {measurement}");
 
-    step("4. Policies that accept exactly that measurement: the client's, and the data owner's release policy");
+    step("4. Policies that accept exactly that measurement and policy bundle: the client's, and the data owner's release policy");
     let policy_path = dir.join("appraisal.toml");
     std::fs::write(
         &policy_path,
         format!(
-            "# Development only: accepts the INSECURE simulated TEE.\nallow_simulated = true\n\n[sim]\nmeasurements = [\"{measurement}\"]\n"
+            "# Development only: accepts the INSECURE simulated TEE.\nallow_simulated = true\npolicy_digests = [\"{policy_digest}\"]\n\n[sim]\nmeasurements = [\"{measurement}\"]\n"
         ),
     )?;
     let release_policy = format!(
-        "# Development only: releases to the INSECURE simulated TEE.\nmin_bundle_version = 1\npolicy_digests = \"any\"\n\n[appraisal]\nallow_simulated = true\n[appraisal.sim]\nmeasurements = [\"{measurement}\"]\n"
+        "# Development only: releases to the INSECURE simulated TEE.\nmin_bundle_version = 1\npolicy_digests = [\"{policy_digest}\"]\n\n[appraisal]\nallow_simulated = true\n[appraisal.sim]\nmeasurements = [\"{measurement}\"]\n"
     );
     KeyStore::open(&store, MasterKey::load(&master_path)?)?.add(
         DEMO_KEY_ID,
@@ -196,21 +220,81 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let token_path = dir.join("token.jwt");
     std::fs::write(&token_path, &token)?;
 
-    step("7. The client attests the enclave, checks it is live, and asks");
+    step("7. The client attests the enclave (measurement and policy bundle), checks it is live, and asks");
     let policy = AppraisalPolicy::from_toml(&std::fs::read_to_string(&policy_path)?)?;
     let runtime = tokio::runtime::Runtime::new()?;
     let answer = runtime.block_on(async {
-        let mut connection = AttestedConnection::connect(&endpoint, policy).await?;
+        let mut connection = AttestedConnection::connect(&endpoint, policy.clone()).await?;
         connection.check_freshness().await?;
         print_trust(&endpoint, connection.peer());
         connection.chat(&token, &args.prompt, None).await
     });
     match answer {
-        Ok(answer) => println!(
-            "\n   Q: {}\n   A ({}): {}\n",
-            args.prompt, answer.model, answer.text
-        ),
+        Ok(answer) => {
+            println!(
+                "\n   Q: {}\n   A ({}): {}\n",
+                args.prompt, answer.model, answer.text
+            );
+            print_policy(answer.raw.pointer("/cloister/policy"));
+            println!();
+        }
         Err(e) => bail!("the demo query failed: {e}"),
+    }
+
+    step(
+        "7b. The policy gate: a billing clerk may not chat; a researcher's prompt is de-identified",
+    );
+    let billing = idp.mint(&idp.claims(
+        DEV_AUDIENCE,
+        "billing.office",
+        "billing",
+        "HPAYMT",
+        now,
+        time::Duration::minutes(15),
+    ))?;
+    let denied = runtime.block_on(async {
+        let mut connection = AttestedConnection::connect(&endpoint, policy.clone()).await?;
+        connection
+            .chat(&billing, "What is the patient's diagnosis?", None)
+            .await
+    });
+    match denied {
+        Err(ClientError::Api {
+            status,
+            code,
+            message,
+            cloister,
+        }) if status == 403 => {
+            println!("   billing, chat: refused ({code}): {message}");
+            print_policy(cloister.pointer("/policy"));
+        }
+        Err(e) => bail!("expected a policy denial, got: {e}"),
+        Ok(_) => bail!("the access module let a billing clerk chat"),
+    }
+    let researcher = idp.mint(&idp.claims(
+        DEV_AUDIENCE,
+        "research.fellow",
+        "researcher",
+        "HRESCH",
+        now,
+        time::Duration::minutes(15),
+    ))?;
+    let research_prompt = "Mr. John Smith, DOB 03/14/1952, MRN 4471298: typical HbA1c target?";
+    let redacted = runtime.block_on(async {
+        let mut connection = AttestedConnection::connect(&endpoint, policy.clone()).await?;
+        connection.chat(&researcher, research_prompt, None).await
+    });
+    match redacted {
+        Ok(answer) => {
+            println!("\n   researcher asks: {research_prompt}");
+            println!(
+                "   the model saw and answered (echo engine): {}",
+                answer.text
+            );
+            print_policy(answer.raw.pointer("/cloister/policy"));
+            println!();
+        }
+        Err(e) => bail!("the researcher's query failed: {e}"),
     }
 
     step("8. A production policy (allow_simulated = false) refuses the same enclave");

@@ -24,3 +24,37 @@ pub fn sim_enclave_toml(idp: &DevIdp) -> Result<String, toml::ser::Error> {
         toml::to_string(&root)?
     ))
 }
+
+/// The standard policy bundle `scripts/build-policies` builds:
+/// `$CLOISTER_POLICY_BUNDLE`, else `policy-bundles/standard` in the target
+/// directory above `bin_dir` (where the workspace binaries are).
+pub fn standard_policy_bundle(bin_dir: &std::path::Path) -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os("CLOISTER_POLICY_BUNDLE") {
+        return dir.into();
+    }
+    bin_dir
+        .parent()
+        .unwrap_or(bin_dir)
+        .join("policy-bundles")
+        .join("standard")
+}
+
+/// Copy the bundle in `bundle_dir` into `image/policy` and return the
+/// `[policy]` table that pins it, for appending to `enclave.toml`.
+pub fn install_policy_bundle(
+    bundle_dir: &std::path::Path,
+    image: &std::path::Path,
+) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    let bundle = cloister_policy::Bundle::read(bundle_dir).with_context(|| {
+        format!(
+            "no usable policy bundle at {} (scripts/build-policies builds the standard one)",
+            bundle_dir.display()
+        )
+    })?;
+    bundle.write(&image.join("policy"))?;
+    Ok(format!(
+        "\n[policy]\nbundle = \"policy\"\ndigest = \"{}\"\n",
+        hex::encode(bundle.digest())
+    ))
+}

@@ -119,7 +119,11 @@ pub(crate) fn run(args: &PolicyArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn engine() -> anyhow::Result<PolicyEngine> {
-    PolicyEngine::new(EngineSettings { max_instances: 4 }).map_err(anyhow::Error::from)
+    PolicyEngine::new(EngineSettings {
+        max_instances: 4,
+        max_memory_mib: cloister_policy::manifest::MAX_MEMORY_MIB,
+    })
+    .map_err(anyhow::Error::from)
 }
 
 /// The bytes of a module file: `.wat` is compiled, `.wasm` taken as is.

@@ -41,11 +41,47 @@ pub(crate) struct QueryArgs {
     /// Most tokens to generate.
     #[arg(long)]
     max_tokens: Option<u32>,
+    /// The clinical task, for the policy gate (e.g. summarize, prior_auth,
+    /// guideline_qa; the enclave assumes chat).
+    #[arg(long)]
+    task: Option<String>,
+    /// The patient the question is about (e.g. a FHIR Patient id).
+    #[arg(long)]
+    patient: Option<String>,
+    /// Why emergency access is needed (with a token whose purpose of use is ETREAT).
+    #[arg(long, value_name = "REASON")]
+    break_glass_reason: Option<String>,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
     /// The question.
     prompt: String,
+}
+
+impl QueryArgs {
+    /// The chat completion request body.
+    fn body(&self) -> Value {
+        let mut body = json!({ "messages": [{ "role": "user", "content": self.prompt }] });
+        let mut context = serde_json::Map::new();
+        for (key, value) in [
+            ("task", &self.task),
+            ("patient", &self.patient),
+            ("break_glass_reason", &self.break_glass_reason),
+        ] {
+            if let Some(value) = value {
+                context.insert(key.into(), json!(value));
+            }
+        }
+        if let Some(map) = body.as_object_mut() {
+            if let Some(n) = self.max_tokens {
+                map.insert("max_tokens".into(), json!(n));
+            }
+            if !context.is_empty() {
+                map.insert("cloister".into(), Value::Object(context));
+            }
+        }
+        body
+    }
 }
 
 pub(crate) fn run(args: &QueryArgs) -> anyhow::Result<ExitCode> {
@@ -69,7 +105,7 @@ async fn query(args: &QueryArgs, policy: AppraisalPolicy, token: &str) -> ExitCo
         let answer = if args.stream && !args.json {
             println!("Answer:");
             let answer = connection
-                .chat_stream(token, &args.prompt, |piece| {
+                .chat_stream_body(token, &args.body(), |piece| {
                     print!("{piece}");
                     let _ = std::io::Write::flush(&mut std::io::stdout());
                 })
@@ -77,9 +113,7 @@ async fn query(args: &QueryArgs, policy: AppraisalPolicy, token: &str) -> ExitCo
             println!();
             answer
         } else {
-            connection
-                .chat(token, &args.prompt, args.max_tokens)
-                .await?
+            connection.chat_body(token, &args.body()).await?
         };
         Ok::<_, ClientError>((connection, answer))
     }
@@ -99,8 +133,11 @@ async fn query(args: &QueryArgs, policy: AppraisalPolicy, token: &str) -> ExitCo
                     "response": answer.raw,
                 });
                 println!("{out:#}");
-            } else if !args.stream {
-                println!("Answer ({}):\n{}", answer.model, answer.text);
+            } else {
+                if !args.stream {
+                    println!("Answer ({}):\n{}", answer.model, answer.text);
+                }
+                print_policy(answer.raw.pointer("/cloister/policy"));
             }
             ExitCode::SUCCESS
         }
@@ -111,8 +148,14 @@ async fn query(args: &QueryArgs, policy: AppraisalPolicy, token: &str) -> ExitCo
                 _ => EXIT_UNREACHABLE,
             };
             if args.json {
-                let out = json!({ "endpoint": args.endpoint, "error": e.to_string(), "refused": e.is_attestation() });
+                let (code, cloister) = match &e {
+                    ClientError::Api { code, cloister, .. } => (json!(code), cloister.clone()),
+                    _ => (Value::Null, Value::Null),
+                };
+                let out = json!({ "endpoint": args.endpoint, "error": e.to_string(), "refused": e.is_attestation(), "code": code, "cloister": cloister });
                 println!("{out:#}");
+            } else if let ClientError::Api { cloister, .. } = &e {
+                print_policy(cloister.pointer("/policy"));
             }
             if e.is_attestation() {
                 eprintln!("cloister query: REFUSED, nothing was sent: {e}");
@@ -121,6 +164,47 @@ async fn query(args: &QueryArgs, policy: AppraisalPolicy, token: &str) -> ExitCo
             }
             ExitCode::from(code)
         }
+    }
+}
+
+/// The policy gates' decisions, one line per module that ran.
+pub(crate) fn print_policy(policy: Option<&Value>) {
+    let Some(policy) = policy else { return };
+    let bundle = policy.get("bundle").and_then(Value::as_str).unwrap_or("?");
+    println!("Policy bundle {bundle}:");
+    for gate in ["input", "output"] {
+        let Some(modules) = policy
+            .pointer(&format!("/{gate}/modules"))
+            .and_then(Value::as_array)
+        else {
+            continue;
+        };
+        for module in modules {
+            let text = |key: &str| module.get(key).and_then(Value::as_str).unwrap_or("");
+            let reasons: Vec<&str> = module
+                .get("reasons")
+                .and_then(Value::as_array)
+                .map(|rs| {
+                    rs.iter()
+                        .filter_map(|r| r.get("code").and_then(Value::as_str))
+                        .collect()
+                })
+                .unwrap_or_default();
+            println!(
+                "  {gate:<6} {:<12} {:<8} {}",
+                text("module"),
+                text("effect"),
+                reasons.join(", ")
+            );
+        }
+    }
+    if let Some(required) = policy
+        .get("requirements")
+        .and_then(Value::as_array)
+        .filter(|r| !r.is_empty())
+    {
+        let names: Vec<&str> = required.iter().filter_map(Value::as_str).collect();
+        println!("  requires: {}", names.join(", "));
     }
 }
 
@@ -152,6 +236,15 @@ pub(crate) fn print_trust(endpoint: &str, peer: &AttestedPeer) {
     println!(
         "  TLS key      sha256:{}",
         hex::encode(Sha256::digest(&peer.spki))
+    );
+    let bundle = &peer.bindings.policy_digest;
+    println!(
+        "  policy       {}",
+        if bundle.is_empty() {
+            "none committed".to_owned()
+        } else {
+            format!("bundle {} (committed in the evidence)", hex::encode(bundle))
+        }
     );
     println!("  freshness    fresh evidence bound to our nonce and this TLS key: verified");
 }

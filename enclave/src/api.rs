@@ -16,8 +16,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use cloister_attestation::collect::EvidenceSource;
 use cloister_attestation::ratls::{RaTlsError, RaTlsIdentity};
-use cloister_inference::{ChatMessage, Engine, EngineError, GenerationParams};
+use cloister_inference::{ChatMessage, Completion, Engine, EngineError, GenerationParams};
+use cloister_policy::abi::{Gate, Request as PolicyRequest};
 use cloister_policy::identity::{Caller, TokenError, TokenVerifier};
+use cloister_policy::{GateOutcome, LoadedBundle};
 use hyper::body::{Bytes, Frame};
 use serde::Deserialize;
 use serde_json::json;
@@ -25,6 +27,7 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
 use crate::config::Limits;
+use crate::policy::{self, QueryContext};
 
 /// What every request handler can reach.
 pub(crate) struct AppState {
@@ -34,6 +37,7 @@ pub(crate) struct AppState {
     pub(crate) source: Arc<dyn EvidenceSource>,
     pub(crate) limits: Limits,
     pub(crate) sealed: Vec<SealedSummary>,
+    pub(crate) policy: LoadedBundle,
 }
 
 /// What `/healthz` says of an unsealed bundle: only what its header, which
@@ -172,6 +176,11 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> 
         "insecure": tee.is_insecure(),
         "engine": state.engine.as_ref().map(|e| e.model_id()),
         "sealed": state.sealed,
+        "policy": {
+            "bundle": state.policy.name(),
+            "digest": hex::encode(state.policy.digest()),
+            "modules": state.policy.module_names().collect::<Vec<_>>(),
+        },
     }))
 }
 
@@ -241,7 +250,8 @@ async fn attestation(
 }
 
 /// The OpenAI request fields Cloister reads; others are accepted and ignored,
-/// as OpenAI clients send many optional ones.
+/// as OpenAI clients send many optional ones. Cloister's own fields are in
+/// the `cloister` object.
 #[derive(Debug, Deserialize)]
 struct ChatRequest {
     #[serde(default)]
@@ -253,6 +263,8 @@ struct ChatRequest {
     max_tokens: Option<u32>,
     #[serde(default)]
     temperature: Option<f32>,
+    #[serde(default)]
+    cloister: QueryContext,
 }
 
 async fn chat_completions(
@@ -260,7 +272,7 @@ async fn chat_completions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    authenticate(&headers, &state)?;
+    let caller = authenticate(&headers, &state)?;
     let request: ChatRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("request body: {e}")))?;
     let engine = state.engine.clone().ok_or_else(|| {
@@ -300,48 +312,238 @@ async fn chat_completions(
             format!("max_tokens must be 1 to {}", state.limits.max_tokens),
         ));
     }
-    let params = GenerationParams {
-        max_tokens,
-        temperature: request.temperature.unwrap_or(0.0),
+    let query = ChatQuery {
+        policy_request: policy::request_for(&caller, &request.cloister, OffsetDateTime::now_utc()),
+        messages: request.messages,
+        params: GenerationParams {
+            max_tokens,
+            temperature: request.temperature.unwrap_or(0.0),
+        },
+        id: format!("chatcmpl-{}", hex::encode(rand_id())),
+        created: OffsetDateTime::now_utc().unix_timestamp(),
+        model: engine.model_id().to_owned(),
     };
-    let id = format!("chatcmpl-{}", hex::encode(rand_id()));
-    let created = OffsetDateTime::now_utc().unix_timestamp();
-    if request.stream {
-        Ok(stream_completion(
-            engine,
-            request.messages,
-            params,
-            id,
-            created,
-        ))
-    } else {
-        let model = engine.model_id().to_owned();
-        let completion = tokio::task::spawn_blocking(move || {
-            engine.generate(&request.messages, &params, &mut |_| {
-                ControlFlow::Continue(())
-            })
+    if request.stream && !state.policy.has_gate(Gate::Output) {
+        // Nothing judges the answer, so it can stream as it is generated,
+        // once the input gate has passed.
+        let worker = state.clone();
+        let (query, input) = tokio::task::spawn_blocking(move || {
+            let mut query = query;
+            let input = gate_input(&worker.policy, &mut query);
+            (query, input)
         })
         .await
-        .map_err(|e| engine_failure(&EngineError::Failed(e.to_string())))?
-        .map_err(|e| engine_failure(&e))?;
-        Ok(Json(json!({
-            "id": id,
+        .map_err(|e| engine_failure(&EngineError::Failed(e.to_string())))?;
+        if !input.allowed {
+            return Ok(policy_denial(&PolicyReport::new(
+                &state.policy,
+                input,
+                None,
+            )));
+        }
+        let report = PolicyReport::new(&state.policy, input, None);
+        return Ok(stream_live(engine, query, report));
+    }
+    let worker = state.clone();
+    let stream = request.stream;
+    let answered =
+        tokio::task::spawn_blocking(move || answer(&worker.policy, engine.as_ref(), query))
+            .await
+            .map_err(|e| engine_failure(&EngineError::Failed(e.to_string())))?
+            .map_err(|e| engine_failure(&e))?;
+    match answered {
+        Answered::Denied(report) => Ok(policy_denial(&report)),
+        Answered::Answer {
+            query,
+            completion,
+            text,
+            report,
+        } if stream => Ok(stream_buffered(&query, &completion, text, &report)),
+        Answered::Answer {
+            query,
+            completion,
+            text,
+            report,
+        } => Ok(Json(json!({
+            "id": query.id,
             "object": "chat.completion",
-            "created": created,
-            "model": model,
+            "created": query.created,
+            "model": query.model,
             "choices": [{
                 "index": 0,
-                "message": { "role": "assistant", "content": completion.text },
+                "message": { "role": "assistant", "content": text },
                 "finish_reason": completion.finish_reason,
             }],
-            "usage": {
-                "prompt_tokens": completion.prompt_tokens,
-                "completion_tokens": completion.completion_tokens,
-                "total_tokens": completion.prompt_tokens + completion.completion_tokens,
-            },
+            "usage": usage(&completion),
+            "cloister": { "policy": report.to_json() },
         }))
-        .into_response())
+        .into_response()),
     }
+}
+
+/// One query on its way through the gates.
+struct ChatQuery {
+    policy_request: PolicyRequest,
+    messages: Vec<ChatMessage>,
+    params: GenerationParams,
+    id: String,
+    created: i64,
+    model: String,
+}
+
+enum Answered {
+    Denied(PolicyReport),
+    Answer {
+        query: Box<ChatQuery>,
+        completion: Completion,
+        /// The answer as released: after the output gate's redactions.
+        text: String,
+        report: PolicyReport,
+    },
+}
+
+/// What the gates decided, as the response (and later the audit record)
+/// carries it.
+struct PolicyReport {
+    bundle: [u8; 32],
+    input: GateOutcome,
+    output: Option<GateOutcome>,
+}
+
+impl PolicyReport {
+    fn new(policy: &LoadedBundle, input: GateOutcome, output: Option<GateOutcome>) -> Self {
+        Self {
+            bundle: policy.digest(),
+            input,
+            output,
+        }
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        let mut requirements = self.input.requirements.clone();
+        for r in self.output.iter().flat_map(|o| &o.requirements) {
+            if !requirements.contains(r) {
+                requirements.push(r.clone());
+            }
+        }
+        json!({
+            "bundle": hex::encode(self.bundle),
+            "input": self.input,
+            "output": self.output,
+            "requirements": requirements,
+        })
+    }
+}
+
+/// Run the input gate over the messages and apply its redactions to them.
+fn gate_input(policy: &LoadedBundle, query: &mut ChatQuery) -> GateOutcome {
+    let parts: Vec<&str> = query.messages.iter().map(|m| m.content.as_str()).collect();
+    let input = policy.evaluate_parts(Gate::Input, &query.policy_request, &parts);
+    log_gate(&input);
+    if input.allowed && input.redacted {
+        for (message, part) in query.messages.iter_mut().zip(&input.parts) {
+            message.content.clone_from(part);
+        }
+    }
+    input
+}
+
+/// Input gate, generation, output gate: the whole answer, held until the
+/// output gate has passed it.
+fn answer(
+    policy: &LoadedBundle,
+    engine: &dyn Engine,
+    mut query: ChatQuery,
+) -> Result<Answered, EngineError> {
+    let input = gate_input(policy, &mut query);
+    if !input.allowed {
+        return Ok(Answered::Denied(PolicyReport::new(policy, input, None)));
+    }
+    let completion = engine.generate(&query.messages, &query.params, &mut |_| {
+        ControlFlow::Continue(())
+    })?;
+    if !policy.has_gate(Gate::Output) {
+        let text = completion.text.clone();
+        return Ok(Answered::Answer {
+            query: Box::new(query),
+            completion,
+            text,
+            report: PolicyReport::new(policy, input, None),
+        });
+    }
+    let mut answer_request = query.policy_request.clone();
+    answer_request.text.clone_from(&completion.text);
+    let output = policy.evaluate(Gate::Output, &answer_request);
+    log_gate(&output);
+    if !output.allowed {
+        return Ok(Answered::Denied(PolicyReport::new(
+            policy,
+            input,
+            Some(output),
+        )));
+    }
+    let text = output.text.clone();
+    Ok(Answered::Answer {
+        query: Box::new(query),
+        completion,
+        text,
+        report: PolicyReport::new(policy, input, Some(output)),
+    })
+}
+
+/// Gate decisions leave the enclave in its logs only as module and reason
+/// codes: no text, no identities.
+fn log_gate(outcome: &GateOutcome) {
+    if outcome.allowed {
+        tracing::info!(
+            gate = outcome.gate.as_str(),
+            redacted = outcome.redacted,
+            requirements = ?outcome.requirements,
+            micros = outcome.micros,
+            "policy gate passed"
+        );
+    } else {
+        tracing::warn!(
+            gate = outcome.gate.as_str(),
+            reasons = ?outcome.reason_codes(),
+            micros = outcome.micros,
+            "policy gate denied the query"
+        );
+    }
+}
+
+/// 403 in OpenAI's error shape, with the gates' decisions beside it.
+fn policy_denial(report: &PolicyReport) -> Response {
+    let gate = report
+        .output
+        .as_ref()
+        .filter(|o| !o.allowed)
+        .unwrap_or(&report.input);
+    let (module, code, message) = gate
+        .denied_by()
+        .and_then(|m| {
+            m.reasons
+                .first()
+                .map(|r| (m.module.as_str(), r.code.as_str(), r.message.as_str()))
+        })
+        .unwrap_or(("(none)", "policy_denied", "no module gave a reason"));
+    let body = json!({
+        "error": {
+            "message": format!("denied by policy module {module} at the {} gate: {message}", gate.gate.as_str()),
+            "type": "policy_denied",
+            "code": code,
+        },
+        "cloister": { "policy": report.to_json() },
+    });
+    (StatusCode::FORBIDDEN, Json(body)).into_response()
+}
+
+fn usage(completion: &Completion) -> serde_json::Value {
+    json!({
+        "prompt_tokens": completion.prompt_tokens,
+        "completion_tokens": completion.completion_tokens,
+        "total_tokens": completion.prompt_tokens + completion.completion_tokens,
+    })
 }
 
 fn engine_failure(e: &EngineError) -> ApiError {
@@ -359,42 +561,94 @@ fn engine_failure(e: &EngineError) -> ApiError {
     }
 }
 
-/// Server-sent events in OpenAI's `chat.completion.chunk` shape, ending
-/// with `data: [DONE]`. Generation stops when the client goes away.
-fn stream_completion(
-    engine: Arc<dyn Engine>,
-    messages: Vec<ChatMessage>,
-    params: GenerationParams,
-    id: String,
-    created: i64,
+/// One `chat.completion.chunk` event.
+fn chunk(
+    query: &ChatQuery,
+    delta: serde_json::Value,
+    finish: serde_json::Value,
+    extra: Option<serde_json::Value>,
+) -> Bytes {
+    let mut event = json!({
+        "id": query.id, "object": "chat.completion.chunk", "created": query.created, "model": query.model,
+        "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }],
+    });
+    if let (Some(extra), Some(object)) = (extra, event.as_object_mut()) {
+        object.insert("cloister".into(), extra);
+    }
+    Bytes::from(format!("data: {event}\n\n"))
+}
+
+/// An answer that has passed the output gate, sent as server-sent events:
+/// it was held for the gate, so it arrives as one content chunk.
+fn stream_buffered(
+    query: &ChatQuery,
+    completion: &Completion,
+    text: String,
+    report: &PolicyReport,
 ) -> Response {
+    let events = [
+        chunk(
+            query,
+            json!({ "role": "assistant" }),
+            serde_json::Value::Null,
+            None,
+        ),
+        chunk(
+            query,
+            json!({ "content": text }),
+            serde_json::Value::Null,
+            None,
+        ),
+        chunk(
+            query,
+            json!({}),
+            json!(completion.finish_reason),
+            Some(json!({ "policy": report.to_json(), "usage": usage(completion) })),
+        ),
+        Bytes::from_static(b"data: [DONE]\n\n"),
+    ];
+    let (tx, rx) = mpsc::channel::<Bytes>(events.len());
+    for event in events {
+        // The channel holds all four; the receiver is still here.
+        let _ = tx.try_send(event);
+    }
+    sse_response(rx)
+}
+
+/// Server-sent events in OpenAI's `chat.completion.chunk` shape, ending
+/// with `data: [DONE]`, as tokens are generated (only when no module
+/// judges the answer). Generation stops when the client goes away.
+fn stream_live(engine: Arc<dyn Engine>, query: ChatQuery, report: PolicyReport) -> Response {
     let (tx, rx) = mpsc::channel::<Bytes>(32);
-    let model = engine.model_id().to_owned();
     tokio::task::spawn_blocking(move || {
-        let chunk = |delta: serde_json::Value, finish: serde_json::Value| {
-            let event = json!({
-                "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }],
-            });
-            Bytes::from(format!("data: {event}\n\n"))
-        };
         if tx
             .blocking_send(chunk(
+                &query,
                 json!({ "role": "assistant" }),
                 serde_json::Value::Null,
+                None,
             ))
             .is_err()
         {
             return;
         }
-        let outcome = engine.generate(&messages, &params, &mut |text| match tx
-            .blocking_send(chunk(json!({ "content": text }), serde_json::Value::Null))
-        {
+        let outcome = engine.generate(&query.messages, &query.params, &mut |text| match tx
+            .blocking_send(chunk(
+                &query,
+                json!({ "content": text }),
+                serde_json::Value::Null,
+                None,
+            )) {
             Ok(()) => ControlFlow::Continue(()),
             Err(_) => ControlFlow::Break(()),
         });
         let last = match outcome {
-            Ok(c) => chunk(json!({}), json!(c.finish_reason)),
+            Ok(c) => chunk(
+                &query,
+                json!({}),
+                json!(c.finish_reason),
+                Some(json!({ "policy": report.to_json(), "usage": usage(&c) })),
+            ),
             Err(e) => {
                 tracing::error!(error = %e, "inference failed mid-stream");
                 Bytes::from(format!(
@@ -406,6 +660,10 @@ fn stream_completion(
         let _ = tx.blocking_send(last);
         let _ = tx.blocking_send(Bytes::from_static(b"data: [DONE]\n\n"));
     });
+    sse_response(rx)
+}
+
+fn sse_response(rx: mpsc::Receiver<Bytes>) -> Response {
     let mut response = Response::new(axum::body::Body::new(ChannelBody(rx)));
     let headers = response.headers_mut();
     headers.insert(

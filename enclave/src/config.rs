@@ -90,6 +90,27 @@ pub(crate) struct SealedConfig {
     pub(crate) kind: ContentKind,
 }
 
+/// The policy bundle every query passes. Its digest is pinned here, in the
+/// measured configuration, so the host cannot swap the bundle's files; the
+/// enclave refuses to start on any other bundle and commits to the digest in
+/// its attestation.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PolicyConfig {
+    /// The bundle directory, relative to the image directory.
+    pub(crate) bundle: PathBuf,
+    /// Its digest, 64 hex digits (`cloister policy hash` prints it).
+    pub(crate) digest: String,
+    /// Most gate evaluations at once (each holds one module instance; the
+    /// pool reserves this many times the largest module memory up front).
+    #[serde(default = "default_policy_instances")]
+    pub(crate) max_instances: u32,
+}
+
+fn default_policy_instances() -> u32 {
+    32
+}
+
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -102,6 +123,8 @@ pub(crate) struct EnclaveConfig {
     pub(crate) engine: EngineChoice,
     /// Trusted identity providers.
     pub(crate) identity: IdentityConfig,
+    /// The policy bundle (required: no query goes ungated).
+    pub(crate) policy: PolicyConfig,
     /// Request limits.
     #[serde(default)]
     pub(crate) limits: Limits,
@@ -169,6 +192,8 @@ pub(crate) fn load(image: &Path) -> anyhow::Result<LoadedConfig> {
 mod tests {
     use super::*;
 
+    const POLICY: &str = "[policy]\nbundle = \"policy\"\ndigest = \"00\"\n";
+
     #[test]
     fn the_example_parses_and_its_identity_config_loads() {
         let text = include_str!("../enclave.example.toml");
@@ -179,15 +204,20 @@ mod tests {
         let broker = config.broker_endpoint().unwrap().unwrap();
         assert_eq!(broker.address, "kbs.research.hospital.example:7443");
         assert_eq!(config.sealed.len(), 1);
-        assert!(toml::from_str::<EnclaveConfig>(
-            "tee = \"sgx\"\n[identity]\naudience = \"a\"\nissuers = []"
-        )
+        assert!(toml::from_str::<EnclaveConfig>(&format!(
+            "tee = \"sgx\"\n[identity]\naudience = \"a\"\nissuers = []\n{POLICY}"
+        ))
         .is_err());
+        assert!(
+            toml::from_str::<EnclaveConfig>("[identity]\naudience = \"a\"\nissuers = []\n")
+                .is_err(),
+            "a configuration without a policy bundle is refused"
+        );
     }
 
     #[test]
     fn sealed_bundles_need_a_broker_and_unique_names() {
-        let base = "[identity]\naudience = \"a\"\nissuers = []\n";
+        let base = &format!("[identity]\naudience = \"a\"\nissuers = []\n{POLICY}");
         let bundle = "[[sealed]]\nname = \"model\"\nkey_id = \"k\"\nkind = \"model\"\n";
         let broker = format!(
             "[broker]\naddress = \"127.0.0.1:1\"\nspki_sha256 = \"{}\"\n",

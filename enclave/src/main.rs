@@ -5,6 +5,7 @@
 
 mod api;
 mod config;
+mod policy;
 mod sealed;
 mod server;
 
@@ -111,9 +112,14 @@ fn run(args: Args) -> Result<(), Failure> {
         .map_err(with_code(EXIT_CONFIG))?;
     let broker = config.broker_endpoint().map_err(with_code(EXIT_CONFIG))?;
     let bundles = sealed::supplied(&config.sealed, &args.sealed).map_err(with_code(EXIT_CONFIG))?;
-    // Policy bundle digest and audit key arrive with their issues; the
-    // commitments are empty until then, for RA-TLS and key release alike.
-    let bindings = Bindings::default();
+    let policy = policy::load(&args.image, &config.policy).map_err(with_code(EXIT_CONFIG))?;
+    // The enclave commits to its policy bundle in every piece of evidence,
+    // for RA-TLS and key release alike. The audit key arrives with the
+    // audit log; its commitment is empty until then.
+    let bindings = Bindings {
+        policy_digest: policy.digest().to_vec(),
+        audit_key: Vec::new(),
+    };
 
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = args.worker_threads {
@@ -166,6 +172,7 @@ fn run(args: Args) -> Result<(), Failure> {
         source,
         limits: config.limits,
         sealed: unsealed.iter().map(api::SealedSummary::of).collect(),
+        policy,
     });
     // Nothing uses the plaintext past this point (the engine has what it
     // loaded): wipe it rather than leave it to the allocator.

@@ -9,6 +9,7 @@
 //! driven by a 1 ms ticker thread, and a memory ceiling. Whatever goes
 //! wrong while it runs is a [`ModuleFailure`], and a failure denies.
 
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -43,17 +44,40 @@ pub const PART_SEPARATOR: &str = "\n\n";
 /// How often the deadline clock ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
 
-/// Settings for the process-wide policy engine.
+/// Settings for the process-wide policy engine. The instance pool reserves
+/// `max_instances × max_memory_mib` of address space up front, which counts
+/// against a CVM's (or a sim enclave's RLIMIT_AS) budget.
 #[derive(Debug, Clone, Copy)]
 pub struct EngineSettings {
-    /// Most module instances alive at once across all evaluations; beyond
-    /// it an evaluation fails with [`ModuleFailure::Instantiation`].
+    /// Most gate evaluations running at once (each uses one instance at a
+    /// time); more wait for a free slot.
     pub max_instances: u32,
+    /// Largest memory any module may be given (its manifest `memory_mib`).
+    pub max_memory_mib: u32,
 }
 
 impl Default for EngineSettings {
     fn default() -> Self {
-        Self { max_instances: 128 }
+        Self {
+            max_instances: 32,
+            max_memory_mib: 64,
+        }
+    }
+}
+
+impl EngineSettings {
+    /// Settings sized for `bundle`: memory for its largest module.
+    pub fn for_bundle(bundle: &Bundle, max_instances: u32) -> Self {
+        Self {
+            max_instances: max_instances.max(1),
+            max_memory_mib: bundle
+                .manifest
+                .modules
+                .iter()
+                .map(|m| m.limits.memory_mib)
+                .max()
+                .unwrap_or(1),
+        }
     }
 }
 
@@ -104,6 +128,14 @@ pub enum ModuleRejection {
         /// `module.name` of the import.
         import: String,
     },
+    /// Its manifest grants more memory than this engine was built for.
+    #[error("is granted {memory_mib} MiB of memory; this engine allows at most {engine_mib} MiB")]
+    MemoryOverEngine {
+        /// The grant.
+        memory_mib: u32,
+        /// The engine's maximum.
+        engine_mib: u32,
+    },
     /// Its initial memory alone is over its limit.
     #[error("starts with {initial_mib} MiB of memory, over its {limit_mib} MiB limit")]
     MemoryTooLarge {
@@ -128,6 +160,7 @@ pub struct LoadError {
 /// deadline ticker.
 pub struct PolicyEngine {
     engine: Engine,
+    settings: EngineSettings,
 }
 
 impl std::fmt::Debug for PolicyEngine {
@@ -139,8 +172,15 @@ impl std::fmt::Debug for PolicyEngine {
 impl PolicyEngine {
     /// Build the engine and start its deadline ticker.
     pub fn new(settings: EngineSettings) -> Result<Self, EngineError> {
-        let max_memory =
-            usize::try_from(MAX_MEMORY_MIB).map_err(|e| EngineError(e.to_string()))? * 1024 * 1024;
+        if settings.max_memory_mib == 0 || settings.max_memory_mib > MAX_MEMORY_MIB {
+            return Err(EngineError(format!(
+                "max_memory_mib must be 1 to {MAX_MEMORY_MIB}"
+            )));
+        }
+        let max_memory = usize::try_from(settings.max_memory_mib)
+            .map_err(|e| EngineError(e.to_string()))?
+            * 1024
+            * 1024;
         let mut pool = PoolingAllocationConfig::default();
         pool.total_core_instances(settings.max_instances)
             .total_memories(settings.max_instances)
@@ -173,7 +213,7 @@ impl PolicyEngine {
                 }
             })
             .map_err(|e| EngineError(format!("cannot start the deadline ticker: {e}")))?;
-        Ok(Self { engine })
+        Ok(Self { engine, settings })
     }
 
     /// Compile and check every module of `bundle`.
@@ -190,6 +230,7 @@ impl PolicyEngine {
         }
         Ok(LoadedBundle {
             engine: self.engine.clone(),
+            slots: Arc::new(Slots::new(self.settings.max_instances)),
             digest: bundle.digest(),
             name: bundle.manifest.name.clone(),
             modules,
@@ -201,6 +242,12 @@ impl PolicyEngine {
         spec: &ModuleSpec,
         bytes: &[u8],
     ) -> Result<LoadedModule, ModuleRejection> {
+        if spec.limits.memory_mib > self.settings.max_memory_mib {
+            return Err(ModuleRejection::MemoryOverEngine {
+                memory_mib: spec.limits.memory_mib,
+                engine_mib: self.settings.max_memory_mib,
+            });
+        }
         let module = Module::new(&self.engine, bytes).map_err(|e| ModuleRejection::Compile {
             detail: format!("{e:#}"),
         })?;
@@ -340,6 +387,7 @@ struct LoadedModule {
 /// A loaded bundle: evaluate a gate with [`LoadedBundle::evaluate`].
 pub struct LoadedBundle {
     engine: Engine,
+    slots: Arc<Slots>,
     digest: [u8; 32],
     name: String,
     modules: Vec<LoadedModule>,
@@ -388,6 +436,7 @@ impl LoadedBundle {
     /// A redaction reaching across a separator is a malformed decision.
     pub fn evaluate_parts(&self, gate: Gate, request: &Request, parts: &[&str]) -> GateOutcome {
         let started = Instant::now();
+        let _slot = self.slots.acquire();
         let mut current = request.clone();
         current.text = parts.join(PART_SEPARATOR);
         let mut ranges = Vec::with_capacity(parts.len());
@@ -749,6 +798,45 @@ fn apply_redactions(
         .map(|&(start, end)| (shift(start), shift(end)))
         .collect();
     Ok((out, ranges))
+}
+
+/// A counting semaphore over the instance pool: a gate evaluation waits for
+/// a slot rather than fail for want of one. Each holder finishes within its
+/// modules' deadlines, so the wait is bounded.
+struct Slots {
+    free: Mutex<u32>,
+    freed: Condvar,
+}
+
+impl Slots {
+    fn new(count: u32) -> Self {
+        Self {
+            free: Mutex::new(count.max(1)),
+            freed: Condvar::new(),
+        }
+    }
+
+    fn acquire(&self) -> SlotGuard<'_> {
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        while *free == 0 {
+            free = self
+                .freed
+                .wait(free)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *free -= 1;
+        SlotGuard(self)
+    }
+}
+
+struct SlotGuard<'a>(&'a Slots);
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        let mut free = self.0.free.lock().unwrap_or_else(PoisonError::into_inner);
+        *free += 1;
+        self.0.freed.notify_one();
+    }
 }
 
 /// Per-evaluation host state.

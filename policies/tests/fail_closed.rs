@@ -50,7 +50,11 @@ fn bundle_of(wasm: Vec<u8>, module_toml: &str) -> Bundle {
 }
 
 fn engine() -> PolicyEngine {
-    PolicyEngine::new(EngineSettings { max_instances: 8 }).unwrap()
+    PolicyEngine::new(EngineSettings {
+        max_instances: 8,
+        max_memory_mib: 64,
+    })
+    .unwrap()
 }
 
 fn request() -> Request {
@@ -401,4 +405,51 @@ fn deadlines_still_fire_after_the_engine_handle_is_dropped() {
     // The PolicyEngine is gone; the bundle keeps the ticker alive.
     let failure = failure_of(&loaded.evaluate(Gate::Input, &request()));
     assert_eq!(failure, ModuleFailure::Timeout { timeout_ms: 20 });
+}
+
+#[test]
+fn a_module_granted_more_memory_than_the_engine_allows_is_refused() {
+    let small = PolicyEngine::new(EngineSettings {
+        max_instances: 1,
+        max_memory_mib: 4,
+    })
+    .unwrap();
+    match small.load(&bundle_of(
+        module("", ALLOW, ""),
+        "[modules.limits]\nmemory_mib = 16\n",
+    )) {
+        Err(e) => assert_eq!(
+            e.rejection,
+            ModuleRejection::MemoryOverEngine {
+                memory_mib: 16,
+                engine_mib: 4
+            }
+        ),
+        Ok(_) => panic!("must be refused"),
+    }
+}
+
+#[test]
+fn more_concurrent_evaluations_than_slots_wait_rather_than_fail() {
+    let one_slot = PolicyEngine::new(EngineSettings {
+        max_instances: 1,
+        max_memory_mib: 16,
+    })
+    .unwrap();
+    let loaded = std::sync::Arc::new(
+        one_slot
+            .load(&bundle_of(module("", ALLOW, ""), ""))
+            .unwrap(),
+    );
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let loaded = loaded.clone();
+            std::thread::spawn(move || {
+                (0..50).all(|_| loaded.evaluate(Gate::Input, &request()).allowed)
+            })
+        })
+        .collect();
+    for t in threads {
+        assert!(t.join().unwrap());
+    }
 }

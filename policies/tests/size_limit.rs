@@ -31,7 +31,11 @@ fn allows_ordinary_prompts_and_denies_oversized_ones() {
     )
     .unwrap();
     let bundle = Bundle::from_parts(manifest, vec![wat::parse_str(WAT).unwrap()]);
-    let engine = PolicyEngine::new(EngineSettings { max_instances: 2 }).unwrap();
+    let engine = PolicyEngine::new(EngineSettings {
+        max_instances: 2,
+        max_memory_mib: 4,
+    })
+    .unwrap();
     let loaded = engine.load(&bundle).unwrap();
 
     let small = loaded.evaluate(

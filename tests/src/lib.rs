@@ -12,7 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use cloister::dev::sim_enclave_toml;
+use cloister::dev::{install_policy_bundle, sim_enclave_toml, standard_policy_bundle};
 use cloister_attestation::policy::AppraisalPolicy;
 use cloister_attestation::sim::sim_measurement;
 use cloister_attestation::types::Measurement;
@@ -93,14 +93,37 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// Writes the image (the dev `enclave.toml` followed by `enclave_extra`)
-    /// and an appraisal policy for its measurement; starts nothing.
+    /// Writes the image (the dev `enclave.toml` with the standard policy
+    /// bundle, followed by `enclave_extra`) and an appraisal policy for its
+    /// measurement; starts nothing.
     pub fn prepare(tag: &str, enclave_extra: &str) -> anyhow::Result<Self> {
+        Self::prepare_with_policy(
+            tag,
+            &standard_policy_bundle(&bin_dir()),
+            None,
+            enclave_extra,
+        )
+    }
+
+    /// As [`prepare`](Self::prepare) with the policy bundle in `bundle`,
+    /// and `enclave.toml` pinning `pinned_digest` instead of the bundle's
+    /// own digest where given.
+    pub fn prepare_with_policy(
+        tag: &str,
+        bundle: &Path,
+        pinned_digest: Option<&str>,
+        enclave_extra: &str,
+    ) -> anyhow::Result<Self> {
         let dir = scratch(tag);
         let idp = DevIdp::generate("https://idp.test.invalid", "test-key")?;
         let image = dir.join("image");
         std::fs::create_dir_all(&image)?;
-        let config = format!("{}{enclave_extra}", sim_enclave_toml(&idp)?);
+        let mut policy = install_policy_bundle(bundle, &image)?;
+        if let Some(pinned) = pinned_digest {
+            let actual = hex::encode(cloister_policy::Bundle::read(bundle)?.digest());
+            policy = policy.replace(&actual, pinned);
+        }
+        let config = format!("{}{policy}{enclave_extra}", sim_enclave_toml(&idp)?);
         std::fs::write(image.join("enclave.toml"), &config)?;
         let binary = std::fs::read(bin("cloister-enclave"))?;
         let measurement = sim_measurement(&sha2_384(&binary), config.as_bytes());

@@ -12,10 +12,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use cloister::dev::standard_policy_bundle;
 use cloister_attestation::ratls::{AttestationDocument, Bindings};
 use cloister_attestation::sim::SimTee;
 use cloister_attestation::types::{HostData, Measurement};
-use cloister_tests::{bin, Broker, Cluster};
+use cloister_tests::{bin, bin_dir, Broker, Cluster};
 use cloister_vault::kbs::client::{post_raw, request_key, BrokerEndpoint};
 use cloister_vault::kbs::protocol::{
     release_binding, AttestRequest, Challenge, ChallengeRequest, ATTEST_PATH, CHALLENGE_PATH,
@@ -389,7 +390,10 @@ fn a_revoked_key_and_an_unapproved_policy_bundle_are_refused() {
             &format!("[\"{}\"]", "cd".repeat(32)),
         )
     });
-    system.expect_refusal("policy_digest_not_allowed", "(none)");
+    // The enclave runs (and commits to) the standard bundle, not the one
+    // the release policy names.
+    let standard = cloister_policy::Bundle::read(&standard_policy_bundle(&bin_dir())).unwrap();
+    system.expect_refusal("policy_digest_not_allowed", &hex::encode(standard.digest()));
 
     let out = system.broker.kbs("revoke", &["--key-id", KEY_ID]).unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

@@ -14,26 +14,11 @@
 //! Every field is required: forgetting one is a parse error, never "any".
 
 use cloister_attestation::policy::{AppraisalPolicy, Reference};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::error::VaultError;
 
-/// The SHA-256 digest of a policy bundle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PolicyDigest(pub [u8; 32]);
-
-impl<'de> Deserialize<'de> for PolicyDigest {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(text.trim(), &mut out).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "a policy bundle digest is 64 hex digits: {e} (got {text:?})"
-            ))
-        })?;
-        Ok(Self(out))
-    }
-}
+pub use cloister_attestation::policy::PolicyDigest;
 
 /// What an enclave must show to be given a key.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -54,14 +39,15 @@ impl ReleasePolicy {
     }
 
     /// Whether an enclave committed to `digest` (empty: no policy bundle)
-    /// may have the key.
+    /// may have the key: the release policy's `policy_digests` and, where
+    /// it sets one, its appraisal policy's.
     pub fn allows_policy_digest(&self, digest: &[u8]) -> bool {
-        match &self.policy_digests {
-            Reference::Any => true,
-            Reference::OneOf(_) => <[u8; 32]>::try_from(digest)
-                .map(|d| self.policy_digests.accepts(&PolicyDigest(d)))
-                .unwrap_or(false),
-        }
+        self.policy_digests.accepts_committed(digest)
+            && self
+                .appraisal
+                .policy_digests
+                .as_ref()
+                .is_none_or(|accepted| accepted.accepts_committed(digest))
     }
 }
 

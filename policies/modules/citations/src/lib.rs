@@ -73,7 +73,7 @@ pub fn decide(config: &Config, request: &Request) -> Decision {
     if request.sources.is_empty() {
         return Decision::allow().because("no_sources", "no sources were retrieved for this query");
     }
-    let applies = config.tasks.is_empty() || config.tasks.iter().any(|t| *t == request.task);
+    let applies = config.tasks.is_empty() || config.tasks.contains(&request.task);
     if cited.is_empty() && applies {
         return match config.on_missing {
             OnMissing::Deny => Decision::deny(
