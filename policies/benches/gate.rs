@@ -141,6 +141,29 @@ fn bench(c: &mut Criterion) {
         black_box(cloister_citations::decide(&citations, a));
     };
 
+    // Where the time goes: each module's share, averaged.
+    let mut per_module: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for _ in 0..2_000 {
+        for outcome in [
+            loaded.evaluate(Gate::Input, &prompt),
+            loaded.evaluate(Gate::Output, &answer),
+        ] {
+            for m in outcome.modules {
+                let entry = per_module
+                    .entry(format!("{}@{}", m.module, outcome.gate.as_str()))
+                    .or_default();
+                entry.0 += m.micros;
+                entry.1 += m.fuel_used;
+            }
+        }
+    }
+    for (module, (micros, fuel)) in &per_module {
+        eprintln!(
+            "  {module:<22} mean {:>6.1} µs, {:>8} fuel",
+            *micros as f64 / 2_000.0,
+            fuel / 2_000
+        );
+    }
     eprintln!("per query (input gate + output gate), 20 000 queries:");
     percentiles("standard bundle, wasm, fresh", wasm_query);
     percentiles("same logic, native", native_query);

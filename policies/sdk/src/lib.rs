@@ -100,7 +100,7 @@ pub struct Source {
 }
 
 /// Everything a module receives.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Input {
     /// [`ABI_VERSION`].
     pub abi: u32,
@@ -108,17 +108,40 @@ pub struct Input {
     pub gate: Gate,
     /// This module's name in the bundle manifest.
     pub module: String,
-    /// This module's `config` table from the bundle manifest (`{}` if none).
-    #[serde(default)]
-    pub config: serde_json::Value,
+    /// This module's `config` table from the bundle manifest (`{}` if
+    /// none), kept as JSON text: a fresh instance decodes it straight into
+    /// the module's own type, without building a generic tree first.
+    #[serde(default = "empty_config")]
+    pub config: Box<serde_json::value::RawValue>,
     /// The query.
     pub request: Request,
+}
+
+fn empty_config() -> Box<serde_json::value::RawValue> {
+    // `{}` is valid JSON, so the fallback (JSON `null`) is never taken.
+    serde_json::value::RawValue::from_string("{}".into()).unwrap_or_default()
 }
 
 impl Input {
     /// The module's configuration as the module's own type.
     pub fn config<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        T::deserialize(&self.config)
+        serde_json::from_str(self.config.get())
+    }
+
+    /// An input for native tests of a module: `config` is any JSON value.
+    pub fn for_test(
+        gate: Gate,
+        module: &str,
+        config: &serde_json::Value,
+        request: Request,
+    ) -> Self {
+        Self {
+            abi: ABI_VERSION,
+            gate,
+            module: module.to_owned(),
+            config: serde_json::value::to_raw_value(config).unwrap_or_else(|_| empty_config()),
+            request,
+        }
     }
 }
 

@@ -275,13 +275,12 @@ mod tests {
 
     #[test]
     fn bad_configuration_denies() {
-        let input = Input {
-            abi: 1,
-            gate: Gate::Input,
-            module: "access".into(),
-            config: serde_json::json!({"roles": {"clinician": {"tasks": []}}}),
-            request: request("clinician", "TREAT", "chat"),
-        };
+        let input = Input::for_test(
+            Gate::Input,
+            "access",
+            &serde_json::json!({"roles": {"clinician": {"tasks": []}}}),
+            request("clinician", "TREAT", "chat"),
+        );
         assert_eq!(code(&evaluate(&input)), "bad_config");
         let output = Input {
             gate: Gate::Output,

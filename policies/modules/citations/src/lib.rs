@@ -221,13 +221,12 @@ mod tests {
 
     #[test]
     fn it_judges_only_answers() {
-        let input = Input {
-            abi: 1,
-            gate: Gate::Input,
-            module: "citations".into(),
-            config: serde_json::json!({"on_missing": "never"}),
-            request: request("[S9]", &[]),
-        };
+        let input = Input::for_test(
+            Gate::Input,
+            "citations",
+            &serde_json::json!({"on_missing": "never"}),
+            request("[S9]", &[]),
+        );
         assert_eq!(evaluate(&input).effect, Effect::Allow);
         let output = Input {
             gate: Gate::Output,

@@ -214,13 +214,12 @@ mod tests {
         assert_eq!(d.redactions[0].label, "date");
         c.kinds = Some(vec!["shoe_size".into()]);
         assert!(kinds(&c).is_err());
-        let input = Input {
-            abi: 1,
-            gate: Gate::Input,
-            module: "phi-guard".into(),
-            config: serde_json::json!({"default": "deny", "kinds": ["shoe_size"]}),
-            request: request("TREAT", NOTE),
-        };
+        let input = Input::for_test(
+            Gate::Input,
+            "phi-guard",
+            &serde_json::json!({"default": "deny", "kinds": ["shoe_size"]}),
+            request("TREAT", NOTE),
+        );
         assert_eq!(evaluate(&input).reasons[0].code, "bad_config");
     }
 }
