@@ -50,6 +50,21 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// A multi-threaded runtime for a test's client calls.
+// A test cannot go on without a runtime: failing it is the right outcome.
+#[allow(clippy::expect_used)]
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the test")
+}
+
+/// Process output as text, for assertions and failure messages.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))

@@ -9,19 +9,8 @@ use cloister::dev::standard_policy_bundle;
 use cloister_attestation::ratls::RaTlsError;
 use cloister_attestation::AppraisalPolicy;
 use cloister_policy::Bundle;
-use cloister_tests::{bin_dir, Cluster};
+use cloister_tests::{bin_dir, runtime, text, Cluster};
 use serde_json::{json, Value};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 fn standard_digest() -> String {
     hex::encode(

@@ -16,7 +16,7 @@ use cloister::dev::standard_policy_bundle;
 use cloister_attestation::ratls::{AttestationDocument, Bindings};
 use cloister_attestation::sim::SimTee;
 use cloister_attestation::types::{HostData, Measurement};
-use cloister_tests::{bin, bin_dir, Broker, Cluster};
+use cloister_tests::{bin, bin_dir, text, Broker, Cluster};
 use cloister_vault::kbs::client::{post_raw, request_key, BrokerEndpoint};
 use cloister_vault::kbs::protocol::{
     release_binding, AttestRequest, Challenge, ChallengeRequest, ATTEST_PATH, CHALLENGE_PATH,
@@ -26,10 +26,6 @@ use cloister_vault::{seal_to_vec, BundleHeader, ContentKind, DataKey, SealParams
 use serde_json::Value;
 
 const KEY_ID: &str = "model-key";
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// A canary no file or byte stream could contain by accident.
 fn canary() -> String {

@@ -12,19 +12,8 @@ use cloister_attestation::policy::Violation;
 use cloister_attestation::ratls::RaTlsError;
 use cloister_attestation::AppraisalPolicy;
 use cloister_policy::identity::DevIdp;
-use cloister_tests::{alive, bin, mitm, scratch, Cluster};
+use cloister_tests::{alive, bin, mitm, runtime, scratch, text, Cluster};
 use serde_json::Value;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 #[test]
 fn query_gets_an_answer_through_the_relay() {
