@@ -165,6 +165,8 @@ pub struct LoadError {
 pub struct PolicyEngine {
     engine: Engine,
     settings: EngineSettings,
+    /// The pool's slots, shared by every bundle loaded on this engine.
+    slots: Arc<Slots>,
 }
 
 impl std::fmt::Debug for PolicyEngine {
@@ -219,7 +221,11 @@ impl PolicyEngine {
                 }
             })
             .map_err(|e| EngineError(format!("cannot start the deadline ticker: {e}")))?;
-        Ok(Self { engine, settings })
+        Ok(Self {
+            engine,
+            settings,
+            slots: Arc::new(Slots::new(settings.max_instances)),
+        })
     }
 
     /// Compile and check every module of `bundle`.
@@ -236,7 +242,7 @@ impl PolicyEngine {
         }
         Ok(LoadedBundle {
             engine: self.engine.clone(),
-            slots: Arc::new(Slots::new(self.settings.max_instances)),
+            slots: self.slots.clone(),
             digest: bundle.digest(),
             name: bundle.manifest.name.clone(),
             modules,
