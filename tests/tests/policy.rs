@@ -289,3 +289,63 @@ fn an_enclave_refuses_to_start_on_a_bundle_its_configuration_does_not_pin() {
     let status = cluster.status().unwrap();
     assert_ne!(status["enclaves"][0]["state"], "running", "{status}");
 }
+
+#[test]
+fn a_bundle_without_an_output_gate_streams_live_after_the_input_gate() {
+    // A one-module bundle built from the hand-written WAT module.
+    let work = cloister_tests::scratch("policy-live-src");
+    let wat = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../policies/modules/size-limit/size-limit.wat"
+    );
+    std::fs::write(
+        work.join("policy.toml"),
+        format!("abi = 1\nname = \"input-only\"\n[[modules]]\nname = \"size-limit\"\nfile = {wat:?}\ngates = [\"input\"]\n"),
+    )
+    .unwrap();
+    let bundle = work.join("bundle");
+    let out = std::process::Command::new(cloister_tests::bin("cloister"))
+        .args(["policy", "build"])
+        .arg(work.join("policy.toml"))
+        .arg("--out")
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let mut cluster = Cluster::prepare_with_policy("policy-live", &bundle, None, "").unwrap();
+    cluster.launch(&[]).unwrap();
+    cluster.wait_running().unwrap();
+    let token = cluster.idp.mint(&cluster.claims()).unwrap();
+    let rt = runtime();
+    let mut pieces = 0;
+    let answer = rt
+        .block_on(async {
+            let mut c = AttestedConnection::connect(&cluster.endpoint, cluster.policy()).await?;
+            c.chat_stream(&token, "one two three four", |_| pieces += 1)
+                .await
+        })
+        .unwrap();
+    assert!(answer.text.contains("one two three four"));
+    assert!(pieces > 1, "streamed in {pieces} piece(s)");
+    let report = &answer.raw["cloister"]["policy"];
+    assert_eq!(
+        decisions(report, "input"),
+        [("size-limit".into(), "allow".into())]
+    );
+    assert!(report["output"].is_null());
+
+    // The input gate still decides before anything streams.
+    let huge = "x".repeat(70_000);
+    let denied = rt.block_on(async {
+        let mut c = AttestedConnection::connect(&cluster.endpoint, cluster.policy()).await?;
+        c.chat_stream(&token, &huge, |_| {}).await
+    });
+    match denied {
+        Err(ClientError::Api { status, code, .. }) => {
+            assert_eq!(status, 403);
+            assert_eq!(code, "input_too_large");
+        }
+        other => panic!("expected the size limit to deny, got {other:?}"),
+    }
+}
