@@ -101,6 +101,13 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     if args.allow_debug {
         policy.allow_debug = true;
     }
+    if policy.policy_digests.is_some() {
+        // The same appraisal policy serves `cloister query`, which checks
+        // it; raw evidence holds only a hash of the commitments.
+        eprintln!(
+            "cloister verify: note: policy_digests is not checked here (raw evidence carries only a hash of the enclave's commitments); cloister query checks it on the RA-TLS connection"
+        );
+    }
     // Endorsements for the other TEE would be silently unused: say so instead.
     match Evidence::detect(&evidence) {
         Some(Tee::Snp) => {
