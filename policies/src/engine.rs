@@ -32,6 +32,12 @@ pub const EXPORT_ALLOC: &str = "cloister_alloc";
 pub const EXPORT_EVALUATE: &str = "cloister_evaluate";
 /// See [`EXPORT_ABI_MARKER`].
 pub const EXPORT_MEMORY: &str = "memory";
+/// Optional: `(ptr, len) -> (out_ptr << 32) | out_len` over
+/// `{"abi", "module", "config"}`, answering allow or deny (with reasons)
+/// for the configuration alone. Called once when the bundle loads, so a
+/// configuration the module cannot use refuses the bundle then, rather than
+/// denying every query later.
+pub const EXPORT_CHECK_CONFIG: &str = "cloister_check_config";
 
 /// Largest decision a module may return.
 pub const MAX_OUTPUT_BYTES: usize = 256 * 1024;
@@ -131,6 +137,18 @@ pub enum ModuleRejection {
     UnknownImport {
         /// `module.name` of the import.
         import: String,
+    },
+    /// Its configuration check denied the configuration in the manifest.
+    #[error("refuses its configuration: {reasons}")]
+    ConfigRefused {
+        /// The module's reasons, `code: message`, joined.
+        reasons: String,
+    },
+    /// Its configuration check failed to run.
+    #[error("configuration check failed: {failure}")]
+    ConfigCheckFailed {
+        /// What went wrong.
+        failure: ModuleFailure,
     },
     /// Its manifest grants more memory than this engine was built for.
     #[error("is granted {memory_mib} MiB of memory; this engine allows at most {engine_mib} MiB")]
@@ -298,15 +316,37 @@ impl PolicyEngine {
         prefix.extend_from_slice(&serde_json::to_vec(&spec.name).unwrap_or_default());
         prefix.extend_from_slice(b",\"config\":");
         prefix.extend_from_slice(&config);
+        // `{"abi":1,"module":…,"config":…}`: the prefix so far, closed.
+        let check_input = [prefix.as_slice(), b"}"].concat();
         prefix.extend_from_slice(b",\"gate\":");
-        Ok(LoadedModule {
+        let loaded = LoadedModule {
             name: spec.name.clone(),
             gates: spec.gates.clone(),
             limits: spec.limits,
             pre,
             exports,
             input_prefix: prefix,
-        })
+        };
+        if let Some(check) = &loaded.exports.check_config {
+            let decision = run(&self.engine, &loaded, check, &check_input)
+                .decision
+                .map_err(|failure| ModuleRejection::ConfigCheckFailed { failure })?;
+            if decision.effect != Effect::Allow {
+                let reasons: Vec<String> = decision
+                    .reasons
+                    .iter()
+                    .map(|r| format!("{}: {}", r.code, r.message))
+                    .collect();
+                return Err(ModuleRejection::ConfigRefused {
+                    reasons: if reasons.is_empty() {
+                        format!("it answered {}", decision.effect.as_str())
+                    } else {
+                        reasons.join("; ")
+                    },
+                });
+            }
+        }
+        Ok(loaded)
     }
 }
 
@@ -315,6 +355,7 @@ struct Exports {
     memory: ModuleExport,
     alloc: ModuleExport,
     evaluate: ModuleExport,
+    check_config: Option<ModuleExport>,
 }
 
 impl Exports {
@@ -357,10 +398,21 @@ impl Exports {
                     && f.results().map(|r| r.is_i64()).eq([true]) => {}
             _ => return Err(wrong(EXPORT_EVALUATE, "a function (i32, i32) -> i64")),
         }
+        let check_config = match ty(EXPORT_CHECK_CONFIG) {
+            None => None,
+            Some(ExternType::Func(f))
+                if f.params().map(|p| p.is_i32()).eq([true, true])
+                    && f.results().map(|r| r.is_i64()).eq([true]) =>
+            {
+                module.get_export_index(EXPORT_CHECK_CONFIG)
+            }
+            Some(_) => return Err(wrong(EXPORT_CHECK_CONFIG, "a function (i32, i32) -> i64")),
+        };
         Ok(Self {
             memory,
             alloc,
             evaluate,
+            check_config,
         })
     }
 }
@@ -478,7 +530,7 @@ impl LoadedBundle {
             input.extend_from_slice(&request_json);
             input.push(b'}');
             let module_started = Instant::now();
-            let run = self.run(module, &input);
+            let run = run(&self.engine, module, &module.exports.evaluate, &input);
             let mut record = ModuleOutcome {
                 module: module.name.clone(),
                 effect: Effect::Deny,
@@ -566,36 +618,37 @@ impl LoadedBundle {
     pub fn has_gate(&self, gate: Gate) -> bool {
         self.modules.iter().any(|m| m.gates.contains(&gate))
     }
+}
 
-    fn run(&self, module: &LoadedModule, input: &[u8]) -> RunResult {
-        let limits = module.limits;
-        let mut store = Store::new(
-            &self.engine,
-            HostState {
-                limiter: Limiter {
-                    max_bytes: usize::try_from(limits.memory_mib)
-                        .unwrap_or(0)
-                        .saturating_mul(1024 * 1024),
-                    exceeded: false,
-                },
-                log: Vec::new(),
+/// One call of `entry` in a fresh instance of `module`, under its budgets.
+fn run(engine: &Engine, module: &LoadedModule, entry: &ModuleExport, input: &[u8]) -> RunResult {
+    let limits = module.limits;
+    let mut store = Store::new(
+        engine,
+        HostState {
+            limiter: Limiter {
+                max_bytes: usize::try_from(limits.memory_mib)
+                    .unwrap_or(0)
+                    .saturating_mul(1024 * 1024),
+                exceeded: false,
             },
-        );
-        store.limiter(|state| &mut state.limiter);
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(u64::from(limits.timeout_ms));
-        let decision = match store.set_fuel(limits.fuel) {
-            Ok(()) => call(&mut store, module, input),
-            Err(e) => Err(ModuleFailure::Instantiation {
-                detail: format!("{e:#}"),
-            }),
-        };
-        let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
-        RunResult {
-            decision,
-            fuel_used,
-            log: std::mem::take(&mut store.data_mut().log),
-        }
+            log: Vec::new(),
+        },
+    );
+    store.limiter(|state| &mut state.limiter);
+    store.epoch_deadline_trap();
+    store.set_epoch_deadline(u64::from(limits.timeout_ms));
+    let decision = match store.set_fuel(limits.fuel) {
+        Ok(()) => call(&mut store, module, entry, input),
+        Err(e) => Err(ModuleFailure::Instantiation {
+            detail: format!("{e:#}"),
+        }),
+    };
+    let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+    RunResult {
+        decision,
+        fuel_used,
+        log: std::mem::take(&mut store.data_mut().log),
     }
 }
 
@@ -608,6 +661,7 @@ struct RunResult {
 fn call(
     store: &mut Store<HostState>,
     module: &LoadedModule,
+    entry: &ModuleExport,
     input: &[u8],
 ) -> Result<Decision, ModuleFailure> {
     let limits = module.limits;
@@ -629,10 +683,10 @@ fn call(
         .into_func()
         .and_then(|f| f.typed::<i32, i32>(&*store).ok())
         .ok_or_else(|| malformed("cloister_alloc changed type".into()))?;
-    let evaluate = export(store, &module.exports.evaluate)?
+    let evaluate = export(store, entry)?
         .into_func()
         .and_then(|f| f.typed::<(i32, i32), i64>(&*store).ok())
-        .ok_or_else(|| malformed("cloister_evaluate changed type".into()))?;
+        .ok_or_else(|| malformed("an entry point changed type".into()))?;
 
     let len = i32::try_from(input.len())
         .map_err(|_| malformed("the request is too large for a 32-bit module".into()))?;

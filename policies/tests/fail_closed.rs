@@ -453,3 +453,62 @@ fn more_concurrent_evaluations_than_slots_wait_rather_than_fail() {
         assert!(t.join().unwrap());
     }
 }
+
+/// A module with a configuration check whose body is `check`.
+fn module_with_check(check: &str, extra: &str) -> Vec<u8> {
+    module(
+        "",
+        ALLOW,
+        &format!(
+            r#"{extra}
+  (func (export "cloister_check_config") (param i32 i32) (result i64) {check})"#
+        ),
+    )
+}
+
+#[test]
+fn a_configuration_check_runs_at_load() {
+    // Allows: the bundle loads.
+    assert!(engine()
+        .load(&bundle_of(module_with_check(ALLOW, ""), ""))
+        .is_ok());
+
+    // Denies: the bundle is refused, with the module's reason.
+    let deny = r#"{"effect":"deny","reasons":[{"code":"bad_config","message":"unknown role"}]}"#;
+    let data = format!(r#"(data (i32.const 200) "{}")"#, deny.replace('"', "\\\""));
+    let len = u32::try_from(deny.len()).unwrap();
+    match rejection_of(module_with_check(&packed(200, len), &data), "") {
+        ModuleRejection::ConfigRefused { reasons } => {
+            assert_eq!(reasons, "bad_config: unknown role")
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Traps or loops: refused too, naming the failure.
+    assert!(matches!(
+        rejection_of(module_with_check("unreachable", ""), ""),
+        ModuleRejection::ConfigCheckFailed {
+            failure: ModuleFailure::Trap { .. }
+        }
+    ));
+    assert!(matches!(
+        rejection_of(
+            module_with_check("(loop $l (br $l)) i64.const 0", ""),
+            "[modules.limits]\nfuel = 100000\n"
+        ),
+        ModuleRejection::ConfigCheckFailed {
+            failure: ModuleFailure::OutOfFuel { .. }
+        }
+    ));
+
+    // The wrong type is refused like any ABI export.
+    let wrong = module(
+        "",
+        ALLOW,
+        r#"(func (export "cloister_check_config") (result i32) i32.const 0)"#,
+    );
+    assert!(matches!(
+        rejection_of(wrong, ""),
+        ModuleRejection::WrongExportType { .. }
+    ));
+}

@@ -349,3 +349,38 @@ fn a_bundle_without_an_output_gate_streams_live_after_the_input_gate() {
         other => panic!("expected the size limit to deny, got {other:?}"),
     }
 }
+
+#[test]
+fn a_configuration_a_module_cannot_use_refuses_the_bundle_at_build() {
+    let work = cloister_tests::scratch("policy-bad-config");
+    let wasm = bin_dir()
+        .parent()
+        .unwrap()
+        .join("wasm32-unknown-unknown/policy");
+    let manifest = |glass_role: &str| {
+        format!(
+            "abi = 1\nname = \"t\"\n[[modules]]\nname = \"access\"\nfile = \"cloister_access.wasm\"\ngates = [\"input\"]\n[modules.config.roles.clinician]\npurposes = [\"TREAT\"]\ntasks = [\"chat\"]\n[modules.config.break_glass]\npurpose = \"ETREAT\"\nroles = [\"{glass_role}\"]\n"
+        )
+    };
+    let build = |text: String| {
+        std::fs::write(work.join("policy.toml"), text).unwrap();
+        std::process::Command::new(cloister_tests::bin("cloister"))
+            .args(["policy", "build"])
+            .arg(work.join("policy.toml"))
+            .arg("--modules")
+            .arg(&wasm)
+            .arg("--out")
+            .arg(work.join("bundle"))
+            .output()
+            .unwrap()
+    };
+    let good = build(manifest("clinician"));
+    assert_eq!(good.status.code(), Some(0), "{}", text(&good.stderr));
+    let bad = build(manifest("surgeon"));
+    assert_eq!(bad.status.code(), Some(1));
+    let stderr = text(&bad.stderr);
+    assert!(
+        stderr.contains("refuses its configuration") && stderr.contains("surgeon"),
+        "{stderr}"
+    );
+}

@@ -18,6 +18,7 @@
 //! | `cloister_policy_abi_v1` | `() -> ()` | marks the ABI version; never called |
 //! | `cloister_alloc` | `(len: i32) -> i32` | returns a pointer to `len` writable bytes |
 //! | `cloister_evaluate` | `(ptr: i32, len: i32) -> i64` | evaluates the input at `ptr` and returns `(out_ptr << 32) \| out_len` |
+//! | `cloister_check_config` (optional) | `(ptr: i32, len: i32) -> i64` | judges a [`ConfigInput`] once, at bundle load: allow, or deny with reasons |
 //!
 //! The input is UTF-8 JSON ([`Input`]); the output is UTF-8 JSON
 //! ([`Decision`]). Every instance is fresh: `cloister_alloc` is called once,
@@ -145,6 +146,27 @@ impl Input {
     }
 }
 
+/// What `cloister_check_config` receives: the configuration alone, when
+/// the bundle loads, so a configuration the module cannot use refuses the
+/// bundle instead of denying every query.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConfigInput {
+    /// [`ABI_VERSION`].
+    pub abi: u32,
+    /// This module's name in the bundle manifest.
+    pub module: String,
+    /// This module's `config` table, as JSON text.
+    #[serde(default = "empty_config")]
+    pub config: Box<serde_json::value::RawValue>,
+}
+
+impl ConfigInput {
+    /// The module's configuration as the module's own type.
+    pub fn config<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.config.get())
+    }
+}
+
 /// A module's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -260,12 +282,25 @@ impl Decision {
     }
 }
 
-/// Export `$evaluate: fn(&Input) -> Decision` as this module's policy.
+/// Export `$evaluate: fn(&Input) -> Decision` as this module's policy,
+/// and optionally `$check: fn(&ConfigInput) -> Decision` as its load-time
+/// configuration check.
 ///
 /// The exports exist only when compiling for `wasm32`, so native builds of
 /// several modules (for their tests and benchmarks) link side by side.
 #[macro_export]
 macro_rules! export_policy {
+    ($evaluate:path, $check:path) => {
+        $crate::export_policy!($evaluate);
+
+        /// Judge the configuration the host wrote, once, at bundle load.
+        #[cfg(target_arch = "wasm32")]
+        #[allow(unsafe_code)]
+        #[no_mangle]
+        pub extern "C" fn cloister_check_config(ptr: i32, len: i32) -> i64 {
+            $crate::__abi::check_config(ptr, len, $check)
+        }
+    };
     ($evaluate:path) => {
         /// Marks ABI version 1; never called.
         #[cfg(target_arch = "wasm32")]
@@ -299,7 +334,7 @@ macro_rules! export_policy {
 pub mod __abi {
     use std::cell::RefCell;
 
-    use crate::{Decision, Input, ABI_VERSION};
+    use crate::{ConfigInput, Decision, Input, ABI_VERSION};
 
     thread_local! {
         static INPUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -336,7 +371,33 @@ pub mod __abi {
                 Err(e) => Decision::deny("input_not_understood", e.to_string()),
             }
         };
-        let encoded = serde_json::to_vec(&decision).unwrap_or_default();
+        respond(&decision)
+    }
+
+    /// As [`evaluate`], for `cloister_check_config`.
+    pub fn check_config(ptr: i32, len: i32, check: fn(&ConfigInput) -> Decision) -> i64 {
+        let input = INPUT.with(|buffer| buffer.take());
+        let matches = address(input.as_ptr()) == ptr && usize::try_from(len) == Ok(input.len());
+        let decision = if !matches {
+            Decision::deny(
+                "abi_misuse",
+                "cloister_check_config was not given the buffer cloister_alloc returned",
+            )
+        } else {
+            match serde_json::from_slice::<ConfigInput>(&input) {
+                Ok(input) if input.abi == ABI_VERSION => check(&input),
+                Ok(input) => Decision::deny(
+                    "abi_version",
+                    format!("module speaks ABI {ABI_VERSION}, host sent {}", input.abi),
+                ),
+                Err(e) => Decision::deny("input_not_understood", e.to_string()),
+            }
+        };
+        respond(&decision)
+    }
+
+    fn respond(decision: &Decision) -> i64 {
+        let encoded = serde_json::to_vec(decision).unwrap_or_default();
         OUTPUT.with(|buffer| {
             let mut buffer = buffer.borrow_mut();
             *buffer = encoded;

@@ -30,7 +30,7 @@
 
 use std::collections::BTreeMap;
 
-use cloister_policy_sdk::{export_policy, Decision, Gate, Input, Request};
+use cloister_policy_sdk::{export_policy, ConfigInput, Decision, Gate, Input, Request};
 use serde::Deserialize;
 
 /// The module's configuration.
@@ -157,7 +157,25 @@ pub fn decide(config: &Config, request: &Request) -> Decision {
     )
 }
 
-export_policy!(evaluate);
+/// The load-time check: the configuration parses, and break-glass names
+/// only roles the matrix has.
+pub fn check_config(input: &ConfigInput) -> Decision {
+    let config = match input.config::<Config>() {
+        Ok(c) => c,
+        Err(e) => return Decision::deny("bad_config", format!("access configuration: {e}")),
+    };
+    if let Some(glass) = &config.break_glass {
+        if let Some(role) = glass.roles.iter().find(|r| !config.roles.contains_key(*r)) {
+            return Decision::deny(
+                "bad_config",
+                format!("break_glass names role {role:?}, which has no row in roles"),
+            );
+        }
+    }
+    Decision::allow()
+}
+
+export_policy!(evaluate, check_config);
 
 #[cfg(test)]
 mod tests {
@@ -271,6 +289,33 @@ mod tests {
             code(&decide(&config(), &billing)),
             "break_glass_not_permitted"
         );
+    }
+
+    #[test]
+    fn the_load_time_check_refuses_unusable_configurations() {
+        let check = |config: serde_json::Value| {
+            let input = ConfigInput {
+                abi: 1,
+                module: "access".into(),
+                config: serde_json::value::to_raw_value(&config).unwrap(),
+            };
+            check_config(&input)
+        };
+        assert_eq!(
+            check(serde_json::json!({"roles": {"clinician": {"purposes": ["TREAT"], "tasks": ["chat"]}}})).effect,
+            Effect::Allow
+        );
+        assert_eq!(
+            check(serde_json::json!({"roles": {"clinician": {"tasks": []}}})).effect,
+            Effect::Deny
+        );
+        assert_eq!(check(serde_json::json!({"rolez": {}})).effect, Effect::Deny);
+        let glass = check(serde_json::json!({
+            "roles": {"clinician": {"purposes": ["TREAT"], "tasks": ["chat"]}},
+            "break_glass": {"purpose": "ETREAT", "roles": ["surgeon"]},
+        }));
+        assert_eq!(glass.effect, Effect::Deny);
+        assert!(glass.reasons[0].message.contains("surgeon"));
     }
 
     #[test]

@@ -18,7 +18,7 @@
 //! then digits (`S1`, `REF12`), and `]`; other bracketed text (`[sic]`,
 //! `[1-2]`) is prose, not a citation.
 
-use cloister_policy_sdk::{export_policy, Decision, Gate, Input, Request};
+use cloister_policy_sdk::{export_policy, ConfigInput, Decision, Gate, Input, Request};
 use serde::Deserialize;
 
 /// The module's configuration.
@@ -128,7 +128,15 @@ fn is_source_id(id: &str) -> bool {
         && id.bytes().skip(letters).all(|b| b.is_ascii_digit())
 }
 
-export_policy!(evaluate);
+/// The load-time check: the configuration parses.
+pub fn check_config(input: &ConfigInput) -> Decision {
+    match input.config::<Config>() {
+        Ok(_) => Decision::allow(),
+        Err(e) => Decision::deny("bad_config", format!("citations configuration: {e}")),
+    }
+}
+
+export_policy!(evaluate, check_config);
 
 #[cfg(test)]
 mod tests {

@@ -22,7 +22,7 @@ pub mod detect;
 
 use std::collections::BTreeMap;
 
-use cloister_policy_sdk::{export_policy, Decision, Input, Redaction, Request};
+use cloister_policy_sdk::{export_policy, ConfigInput, Decision, Input, Redaction, Request};
 use serde::Deserialize;
 
 use crate::detect::{Finding, IdentifierKind};
@@ -135,7 +135,19 @@ fn summarize(found: &[Finding]) -> String {
         .join(", ")
 }
 
-export_policy!(evaluate);
+/// The load-time check: the configuration parses and names only known
+/// identifier kinds.
+pub fn check_config(input: &ConfigInput) -> Decision {
+    match input.config::<Config>() {
+        Ok(config) => match kinds(&config) {
+            Ok(_) => Decision::allow(),
+            Err(e) => Decision::deny("bad_config", e),
+        },
+        Err(e) => Decision::deny("bad_config", format!("phi-guard configuration: {e}")),
+    }
+}
+
+export_policy!(evaluate, check_config);
 
 #[cfg(test)]
 mod tests {
