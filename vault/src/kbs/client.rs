@@ -172,8 +172,11 @@ impl Connection {
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| fail(format!("HTTP: {e}")))?;
+        let address = broker.address.clone();
         tokio::spawn(async move {
-            let _ = connection.await;
+            if let Err(e) = connection.await {
+                tracing::debug!(broker = %address, error = %e, "broker connection ended with an error");
+            }
         });
         Ok(Self {
             address: broker.address.clone(),
@@ -200,6 +203,13 @@ impl Connection {
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| self.protocol(e.to_string()))?;
+        // On a kept-alive connection the previous exchange may not be
+        // fully retired yet; sending before the connection is ready fails
+        // the request as "canceled" (hyper's "connection was not ready").
+        tokio::time::timeout(TIMEOUT, self.sender.ready())
+            .await
+            .map_err(|_| self.protocol(format!("connection not ready within {TIMEOUT:?}")))?
+            .map_err(|e| self.protocol(format!("HTTP: {e}")))?;
         let response = tokio::time::timeout(TIMEOUT, self.sender.send_request(request))
             .await
             .map_err(|_| self.protocol(format!("no answer within {TIMEOUT:?}")))?
