@@ -354,46 +354,55 @@ pub mod __abi {
     /// Parse the input in the buffer, run `policy`, and leave the JSON
     /// decision in a buffer whose address and length are returned.
     pub fn evaluate(ptr: i32, len: i32, policy: fn(&Input) -> Decision) -> i64 {
-        let input = INPUT.with(|buffer| buffer.take());
-        let matches = address(input.as_ptr()) == ptr && usize::try_from(len) == Ok(input.len());
-        let decision = if !matches {
-            Decision::deny(
-                "abi_misuse",
-                "cloister_evaluate was not given the buffer cloister_alloc returned",
-            )
-        } else {
-            match serde_json::from_slice::<Input>(&input) {
-                Ok(input) if input.abi == ABI_VERSION => policy(&input),
-                Ok(input) => Decision::deny(
-                    "abi_version",
-                    format!("module speaks ABI {ABI_VERSION}, host sent {}", input.abi),
-                ),
-                Err(e) => Decision::deny("input_not_understood", e.to_string()),
-            }
-        };
-        respond(&decision)
+        respond(&handle(
+            ptr,
+            len,
+            "cloister_evaluate",
+            |i: &Input| i.abi,
+            policy,
+        ))
     }
 
     /// As [`evaluate`], for `cloister_check_config`.
     pub fn check_config(ptr: i32, len: i32, check: fn(&ConfigInput) -> Decision) -> i64 {
+        respond(&handle(
+            ptr,
+            len,
+            "cloister_check_config",
+            |i: &ConfigInput| i.abi,
+            check,
+        ))
+    }
+
+    /// Take the input buffer, check it is the one `cloister_alloc` handed
+    /// out, decode it, check its ABI version, and run `entry` on it; any
+    /// failure is a denial saying which.
+    fn handle<I: serde::de::DeserializeOwned>(
+        ptr: i32,
+        len: i32,
+        export: &str,
+        abi_of: fn(&I) -> u32,
+        entry: fn(&I) -> Decision,
+    ) -> Decision {
         let input = INPUT.with(|buffer| buffer.take());
         let matches = address(input.as_ptr()) == ptr && usize::try_from(len) == Ok(input.len());
-        let decision = if !matches {
-            Decision::deny(
+        if !matches {
+            return Decision::deny(
                 "abi_misuse",
-                "cloister_check_config was not given the buffer cloister_alloc returned",
-            )
-        } else {
-            match serde_json::from_slice::<ConfigInput>(&input) {
-                Ok(input) if input.abi == ABI_VERSION => check(&input),
-                Ok(input) => Decision::deny(
-                    "abi_version",
-                    format!("module speaks ABI {ABI_VERSION}, host sent {}", input.abi),
+                format!("{export} was not given the buffer cloister_alloc returned"),
+            );
+        }
+        match serde_json::from_slice::<I>(&input) {
+            Ok(input) if abi_of(&input) == ABI_VERSION => entry(&input),
+            Ok(input) => Decision::deny(
+                "abi_version",
+                format!(
+                    "module speaks ABI {ABI_VERSION}, host sent {}",
+                    abi_of(&input)
                 ),
-                Err(e) => Decision::deny("input_not_understood", e.to_string()),
-            }
-        };
-        respond(&decision)
+            ),
+            Err(e) => Decision::deny("input_not_understood", e.to_string()),
+        }
     }
 
     fn respond(decision: &Decision) -> i64 {
