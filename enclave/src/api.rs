@@ -358,13 +358,10 @@ async fn chat_completions(
             completion,
             text,
             report,
-        } if stream => Ok(stream_buffered(&query, &completion, text, &report)),
-        Answered::Answer {
-            query,
-            completion,
-            text,
-            report,
-        } => Ok(Json(json!({
+        } => Ok(if stream {
+            stream_buffered(&query, &completion, text, &report)
+        } else {
+            Json(json!({
             "id": query.id,
             "object": "chat.completion",
             "created": query.created,
@@ -376,8 +373,9 @@ async fn chat_completions(
             }],
             "usage": usage(&completion),
             "cloister": { "policy": report.to_json() },
-        }))
-        .into_response()),
+            }))
+            .into_response()
+        }),
     }
 }
 
