@@ -16,7 +16,7 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use cloister::client::{AttestedConnection, ClientError};
 use cloister::dev::{
-    install_policy_bundle, sim_enclave_toml, standard_policy_bundle, DEV_AUDIENCE,
+    install_policy_bundle, policy_table, sim_enclave_toml, standard_policy_bundle, DEV_AUDIENCE,
 };
 use cloister_attestation::policy::AppraisalPolicy;
 use cloister_attestation::ratls::Bindings;
@@ -120,9 +120,9 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         .policy_bundle
         .clone()
         .unwrap_or_else(|| standard_policy_bundle(bin_dir));
-    let policy_table = install_policy_bundle(&bundle_dir, &image)?;
-    let policy_bundle = cloister_policy::Bundle::read(&image.join("policy"))?;
+    let policy_bundle = install_policy_bundle(&bundle_dir, &image)?;
     let policy_digest = hex::encode(policy_bundle.digest());
+    let policy_table = policy_table(&policy_digest);
     println!(
         "   policy bundle {:?} ({}), digest {policy_digest}",
         policy_bundle.manifest.name,

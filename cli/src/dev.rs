@@ -39,12 +39,12 @@ pub fn standard_policy_bundle(bin_dir: &std::path::Path) -> std::path::PathBuf {
         .join("standard")
 }
 
-/// Copy the bundle in `bundle_dir` into `image/policy` and return the
-/// `[policy]` table that pins it, for appending to `enclave.toml`.
+/// Copy the bundle in `bundle_dir` into `image/policy` (checking every
+/// module against its pin) and return it.
 pub fn install_policy_bundle(
     bundle_dir: &std::path::Path,
     image: &std::path::Path,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<cloister_policy::Bundle> {
     use anyhow::Context as _;
     let bundle = cloister_policy::Bundle::read(bundle_dir).with_context(|| {
         format!(
@@ -53,8 +53,11 @@ pub fn install_policy_bundle(
         )
     })?;
     bundle.write(&image.join("policy"))?;
-    Ok(format!(
-        "\n[policy]\nbundle = \"policy\"\ndigest = \"{}\"\n",
-        hex::encode(bundle.digest())
-    ))
+    Ok(bundle)
+}
+
+/// The `[policy]` table of `enclave.toml` pinning `digest` (hex) for the
+/// bundle [`install_policy_bundle`] put in the image.
+pub fn policy_table(digest: &str) -> String {
+    format!("\n[policy]\nbundle = \"policy\"\ndigest = \"{digest}\"\n")
 }

@@ -12,7 +12,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use cloister::dev::{install_policy_bundle, sim_enclave_toml, standard_policy_bundle};
+use cloister::dev::{
+    install_policy_bundle, policy_table, sim_enclave_toml, standard_policy_bundle,
+};
 use cloister_attestation::policy::AppraisalPolicy;
 use cloister_attestation::sim::sim_measurement;
 use cloister_attestation::types::Measurement;
@@ -133,11 +135,8 @@ impl Cluster {
         let idp = DevIdp::generate("https://idp.test.invalid", "test-key")?;
         let image = dir.join("image");
         std::fs::create_dir_all(&image)?;
-        let mut policy = install_policy_bundle(bundle, &image)?;
-        if let Some(pinned) = pinned_digest {
-            let actual = hex::encode(cloister_policy::Bundle::read(bundle)?.digest());
-            policy = policy.replace(&actual, pinned);
-        }
+        let installed = hex::encode(install_policy_bundle(bundle, &image)?.digest());
+        let policy = policy_table(pinned_digest.unwrap_or(&installed));
         let config = format!("{}{policy}{enclave_extra}", sim_enclave_toml(&idp)?);
         std::fs::write(image.join("enclave.toml"), &config)?;
         let binary = std::fs::read(bin("cloister-enclave"))?;
