@@ -1,0 +1,564 @@
+//! The enclave's side: recover the log at start, then append records with
+//! group commit.
+//!
+//! [`Recovered::open`] reads the log the host kept, checks its chain, cuts
+//! off a torn tail (a write the last crash interrupted, never
+//! acknowledged), and refuses a log that fails its checks, so nothing is
+//! ever appended to a history the enclave did not verify. The caller then
+//! makes evidence binding its audit key and the [`Recovered::start_nonce`],
+//! and [`Recovered::start`] writes the start record (and, if a tail was cut,
+//! a truncation record) and starts the writer.
+//!
+//! The writer thread takes every record waiting, writes them in one
+//! `write`, calls `fdatasync` once, signs a checkpoint of the new tree head,
+//! and only then answers each caller: an answer is released only after its
+//! record is durable, and under load one sync serves many records. After a
+//! failed write or sync the log accepts nothing more (the file's state is
+//! unknown after a failed fsync); the enclave denies queries until it is
+//! restarted and recovers the log.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use ed25519_dalek::SigningKey;
+use rand_core::{OsRng, TryRngCore as _};
+use sha2::{Digest as _, Sha256};
+use time::OffsetDateTime;
+
+use crate::checkpoint::Checkpoint;
+use crate::error::AuditError;
+use crate::merkle::Frontier;
+use crate::record::{
+    enclave_id, start_nonce, Event, Hex32, Record, SealedFields, Start, Truncation,
+};
+use crate::seal::{AuditorPublicKey, EpochKeys};
+use crate::segment::{read_dir, segment_name, CHECKPOINT, SEGMENTS};
+use crate::verify::check_chain;
+
+/// The most records one sync covers.
+const MAX_BATCH: usize = 1024;
+/// Records waiting for the writer before appenders block.
+const QUEUE: usize = 4096;
+/// A new segment starts past this size.
+const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// The lock file that keeps a second writer out.
+const LOCK: &str = "lock";
+
+/// The enclave's audit signing key: generated inside the enclave at each
+/// start, its public half bound into the evidence, never written anywhere.
+pub struct AuditSigner(SigningKey);
+
+impl core::fmt::Debug for AuditSigner {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "AuditSigner({})", hex::encode(self.public_key()))
+    }
+}
+
+impl AuditSigner {
+    /// A fresh key.
+    pub fn generate() -> Result<Self, AuditError> {
+        let mut seed = [0u8; 32];
+        OsRng
+            .try_fill_bytes(&mut seed)
+            .map_err(|_| AuditError::Key("no randomness".into()))?;
+        let key = SigningKey::from_bytes(&seed);
+        zeroize::Zeroize::zeroize(&mut seed);
+        Ok(Self(key))
+    }
+
+    /// The public key, for the evidence's bindings.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.0.verifying_key().to_bytes()
+    }
+}
+
+/// Where the log goes and what it keeps.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// The log directory (host storage: it sees only what the records show
+    /// in clear).
+    pub dir: PathBuf,
+    /// The key sealed fields are encrypted to.
+    pub auditor: AuditorPublicKey,
+    /// Keep prompt and answer text (sealed) in the records.
+    pub keep_text: bool,
+    /// Also write each checkpoint here (a witness's directory).
+    pub witness_dir: Option<PathBuf>,
+    /// Start a new segment past this size.
+    pub max_segment_bytes: u64,
+}
+
+impl LogConfig {
+    /// Defaults for the rest.
+    pub fn new(dir: PathBuf, auditor: AuditorPublicKey) -> Self {
+        Self {
+            dir,
+            auditor,
+            keep_text: false,
+            witness_dir: None,
+            max_segment_bytes: DEFAULT_SEGMENT_BYTES,
+        }
+    }
+}
+
+/// A log read back and checked, ready for a new enclave to take over.
+#[derive(Debug)]
+pub struct Recovered {
+    config: LogConfig,
+    lock: File,
+    origin: String,
+    frontier: Frontier,
+    prev: Hex32,
+    cut: Option<Truncation>,
+}
+
+/// What the enclave says of itself in its start record.
+#[derive(Debug, Clone)]
+pub struct StartInfo {
+    /// Its RA-TLS SubjectPublicKeyInfo.
+    pub tls_spki: Vec<u8>,
+    /// Fresh evidence answering [`Recovered::start_nonce`], with
+    /// `bindings.audit_key` the signer's public key.
+    pub evidence: cloister_attestation::ratls::AttestationDocument,
+    /// Software version.
+    pub software: String,
+}
+
+impl Recovered {
+    /// Locks, reads and checks the log in `config.dir` (creating an empty
+    /// one), and truncates a torn tail.
+    pub fn open(config: LogConfig) -> Result<Self, AuditError> {
+        let dir = &config.dir;
+        let segments = dir.join(SEGMENTS);
+        std::fs::create_dir_all(&segments).map_err(|e| AuditError::io(&segments, &e))?;
+        let lock_path = dir.join(LOCK);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| AuditError::io(&lock_path, &e))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .map_err(|_| AuditError::Locked(dir.display().to_string()))?;
+        let contents = read_dir(dir)?;
+        let summary = check_chain(&contents).map_err(|f| AuditError::Damaged(Box::new(f)))?;
+        let mut frontier = Frontier::default();
+        for r in &contents.records {
+            frontier.push(r.leaf);
+        }
+        let origin = match summary.origin {
+            Some(origin) => origin,
+            None => {
+                let mut id = [0u8; 16];
+                OsRng
+                    .try_fill_bytes(&mut id)
+                    .map_err(|_| AuditError::Key("no randomness".into()))?;
+                format!("cloister.audit/{}", hex::encode(id))
+            }
+        };
+        let cut = match &contents.torn {
+            Some(torn) => {
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(&torn.path)
+                    .map_err(|e| AuditError::io(&torn.path, &e))?;
+                file.set_len(torn.offset)
+                    .and_then(|()| file.sync_all())
+                    .map_err(|e| AuditError::io(&torn.path, &e))?;
+                tracing::warn!(
+                    segment = %torn.path.display(),
+                    bytes = torn.bytes.len(),
+                    "audit log: cut off a torn tail left by a crash (never acknowledged)"
+                );
+                Some(Truncation {
+                    segment: torn
+                        .path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    dropped_bytes: torn.bytes.len() as u64,
+                    dropped_sha256: Hex32(Sha256::digest(&torn.bytes).into()),
+                })
+            }
+            None => None,
+        };
+        let prev = contents
+            .records
+            .last()
+            .map(|r| Hex32(r.leaf))
+            .unwrap_or_default();
+        Ok(Self {
+            config,
+            lock,
+            origin,
+            frontier,
+            prev,
+            cut,
+        })
+    }
+
+    /// The log's name.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Records already in the log.
+    pub fn size(&self) -> u64 {
+        self.frontier.size()
+    }
+
+    /// The nonce the start record's evidence must answer.
+    pub fn start_nonce(&self) -> [u8; 32] {
+        start_nonce(&self.origin, self.frontier.size(), &self.prev)
+    }
+
+    /// Whether a torn tail was cut off.
+    pub fn truncated(&self) -> Option<&Truncation> {
+        self.cut.as_ref()
+    }
+
+    /// Writes the start record (and the truncation record), durably, and
+    /// starts the writer.
+    pub fn start(self, signer: AuditSigner, info: StartInfo) -> Result<AuditLog, AuditError> {
+        let audit_key = signer.public_key();
+        if info.evidence.bindings.audit_key != audit_key {
+            return Err(AuditError::Key(
+                "the start evidence does not bind this audit key".into(),
+            ));
+        }
+        if info.evidence.nonce != self.start_nonce() {
+            return Err(AuditError::Key(
+                "the start evidence does not answer this log's start nonce".into(),
+            ));
+        }
+        let (enc, keys) = EpochKeys::new(&self.config.auditor, &audit_key)?;
+        let enclave = enclave_id(&info.evidence);
+        let segment_path = self
+            .config
+            .dir
+            .join(SEGMENTS)
+            .join(segment_name(self.frontier.size()));
+        let segment = open_segment(&segment_path)?;
+        let mut writer = Writer {
+            segment,
+            segment_path,
+            segment_bytes: 0,
+            frontier: self.frontier,
+            prev: self.prev,
+            enclave,
+            keys,
+            signer: signer.0,
+            origin: self.origin.clone(),
+            config: self.config.clone(),
+            poisoned: None,
+        };
+        let start = Event::Start(Box::new(Start {
+            origin: self.origin.clone(),
+            audit_key: Hex32(audit_key),
+            tls_spki: info.tls_spki,
+            evidence: info.evidence,
+            auditor_key: Hex32(self.config.auditor.0),
+            enc,
+            keeps_text: self.config.keep_text,
+            software: info.software,
+        }));
+        let mut first = vec![(start, SealedFields::default(), OffsetDateTime::now_utc())];
+        if let Some(cut) = self.cut {
+            first.push((
+                Event::Truncation(cut),
+                SealedFields::default(),
+                OffsetDateTime::now_utc(),
+            ));
+        }
+        writer.commit(first)?;
+        let keys_for_callers = writer.keys.clone();
+        let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || writer.run(&rx))
+            .map_err(|e| AuditError::io(&self.config.dir, &e))?;
+        Ok(AuditLog {
+            tx: Some(tx),
+            thread: Some(thread),
+            keys: keys_for_callers,
+            enclave,
+            keep_text: self.config.keep_text,
+            _lock: self.lock,
+        })
+    }
+}
+
+fn open_segment(path: &Path) -> Result<File, AuditError> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| AuditError::io(path, &e))?;
+    // The new directory entry must survive a crash as well as the data.
+    if let Some(parent) = path.parent() {
+        File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| AuditError::io(parent, &e))?;
+    }
+    Ok(file)
+}
+
+/// A record made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    /// Its sequence number.
+    pub seq: u64,
+}
+
+struct Job {
+    event: Event,
+    sealed: SealedFields,
+    time: OffsetDateTime,
+    reply: mpsc::SyncSender<Result<Receipt, AuditError>>,
+}
+
+/// The open log. Appends block until the record is durable.
+pub struct AuditLog {
+    tx: Option<mpsc::SyncSender<Job>>,
+    thread: Option<JoinHandle<()>>,
+    keys: EpochKeys,
+    enclave: Hex32,
+    keep_text: bool,
+    _lock: File,
+}
+
+impl core::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("enclave", &self.enclave.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditLog {
+    /// Appends `event` (with `sealed` encrypted to the auditor) and returns
+    /// once it is durable. Blocks: call it from a blocking thread.
+    pub fn append(&self, event: Event, sealed: SealedFields) -> Result<Receipt, AuditError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let tx = self.tx.as_ref().ok_or(AuditError::Closed)?;
+        tx.send(Job {
+            event,
+            sealed,
+            time: OffsetDateTime::now_utc(),
+            reply,
+        })
+        .map_err(|_| AuditError::Closed)?;
+        answer.recv().map_err(|_| AuditError::Closed)?
+    }
+
+    /// This epoch's pseudonym of a patient reference.
+    pub fn pseudonym(&self, patient: &str) -> String {
+        self.keys.pseudonym(patient)
+    }
+
+    /// This epoch's keyed digest of a prompt or answer.
+    pub fn digest(&self, label: &str, text: &[u8]) -> String {
+        self.keys.digest(label, text)
+    }
+
+    /// Whether the deployment keeps prompt and answer text.
+    pub fn keeps_text(&self) -> bool {
+        self.keep_text
+    }
+
+    /// The enclave identity every record of this epoch carries.
+    pub fn enclave(&self) -> Hex32 {
+        self.enclave
+    }
+
+    /// Appends the stop record and waits for the writer to finish.
+    pub fn close(mut self, reason: &str) -> Result<Receipt, AuditError> {
+        let receipt = self.append(
+            Event::Stop(crate::record::Stop {
+                reason: reason.to_owned(),
+            }),
+            SealedFields::default(),
+        );
+        self.tx = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        receipt
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct Writer {
+    segment: File,
+    segment_path: PathBuf,
+    segment_bytes: u64,
+    frontier: Frontier,
+    prev: Hex32,
+    enclave: Hex32,
+    keys: EpochKeys,
+    signer: SigningKey,
+    origin: String,
+    config: LogConfig,
+    poisoned: Option<String>,
+}
+
+impl Writer {
+    fn run(mut self, rx: &mpsc::Receiver<Job>) {
+        while let Ok(first) = rx.recv() {
+            let mut jobs = vec![first];
+            while jobs.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            let (batch, replies): (Vec<_>, Vec<_>) = jobs
+                .into_iter()
+                .map(|j| ((j.event, j.sealed, j.time), j.reply))
+                .unzip();
+            let outcome = self.commit(batch);
+            for (i, reply) in replies.into_iter().enumerate() {
+                let answer = match &outcome {
+                    Ok(first_seq) => Ok(Receipt {
+                        seq: first_seq + i as u64,
+                    }),
+                    Err(e) => Err(e.clone()),
+                };
+                let _ = reply.send(answer);
+            }
+        }
+    }
+
+    /// Writes a batch durably; returns the first record's sequence number.
+    fn commit(
+        &mut self,
+        batch: Vec<(Event, SealedFields, OffsetDateTime)>,
+    ) -> Result<u64, AuditError> {
+        if let Some(why) = &self.poisoned {
+            return Err(AuditError::Poisoned(why.clone()));
+        }
+        let first_seq = self.frontier.size();
+        let mut buffer = Vec::new();
+        let mut frontier = self.frontier.clone();
+        let mut prev = self.prev;
+        for (event, sealed, time) in batch {
+            let seq = frontier.size();
+            let mut event = event;
+            self.seal_into(&mut event, seq, &sealed)?;
+            let record = Record {
+                seq,
+                prev,
+                time,
+                enclave: self.enclave,
+                event,
+            };
+            let line =
+                serde_json::to_vec(&record).map_err(|e| AuditError::Encoding(e.to_string()))?;
+            let leaf = crate::merkle::leaf_hash(&line);
+            frontier.push(leaf);
+            prev = Hex32(leaf);
+            buffer.extend_from_slice(&line);
+            buffer.push(b'\n');
+        }
+        if self.segment_bytes > 0
+            && self.segment_bytes + buffer.len() as u64 > self.config.max_segment_bytes
+        {
+            self.rotate(first_seq)?;
+        }
+        let written = self
+            .segment
+            .write_all(&buffer)
+            .and_then(|()| self.segment.sync_data());
+        if let Err(e) = written {
+            let why = format!("{}: {e}", self.segment_path.display());
+            tracing::error!(error = %why, "audit log write or sync failed; no more records are accepted");
+            self.poisoned = Some(why.clone());
+            return Err(AuditError::Poisoned(why));
+        }
+        self.segment_bytes += buffer.len() as u64;
+        self.frontier = frontier;
+        self.prev = prev;
+        self.publish_checkpoint();
+        Ok(first_seq)
+    }
+
+    fn rotate(&mut self, first_seq: u64) -> Result<(), AuditError> {
+        let path = self.config.dir.join(SEGMENTS).join(segment_name(first_seq));
+        match open_segment(&path) {
+            Ok(file) => {
+                self.segment = file;
+                self.segment_path = path;
+                self.segment_bytes = 0;
+                Ok(())
+            }
+            Err(e) => {
+                self.poisoned = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    fn seal_into(
+        &self,
+        event: &mut Event,
+        seq: u64,
+        sealed: &SealedFields,
+    ) -> Result<(), AuditError> {
+        if sealed.is_empty() {
+            return Ok(());
+        }
+        let plaintext =
+            serde_json::to_vec(sealed).map_err(|e| AuditError::Encoding(e.to_string()))?;
+        let blob = BASE64.encode(self.keys.seal(seq, &self.enclave.0, &plaintext)?);
+        match event {
+            Event::Query(q) => q.sealed = Some(blob),
+            Event::StreamEnd(s) => s.sealed = Some(blob),
+            _ => {
+                return Err(AuditError::Encoding(format!(
+                    "a {} record has no sealed fields",
+                    event.kind()
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// Signs the new tree head and writes it beside the log and to the
+    /// witness. The records are already durable: a checkpoint that cannot
+    /// be written is logged, and the next commit writes a newer one.
+    fn publish_checkpoint(&self) {
+        let note = Checkpoint {
+            origin: self.origin.clone(),
+            size: self.frontier.size(),
+            root: self.frontier.root(),
+        }
+        .sign(&self.signer);
+        let mut targets = vec![self.config.dir.clone()];
+        targets.extend(self.config.witness_dir.clone());
+        for dir in targets {
+            if let Err(e) = replace_file(&dir.join(CHECKPOINT), note.as_bytes()) {
+                tracing::warn!(dir = %dir.display(), error = %e, "audit checkpoint not written");
+            }
+        }
+    }
+}
+
+/// Writes `path` by rename, so a reader sees the old file or the new one.
+fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
