@@ -288,6 +288,7 @@ impl Recovered {
             keys: keys_for_callers,
             enclave,
             keep_text: self.config.keep_text,
+            origin: self.origin.clone(),
             _lock: self.lock,
         })
     }
@@ -329,6 +330,7 @@ pub struct AuditLog {
     keys: EpochKeys,
     enclave: Hex32,
     keep_text: bool,
+    origin: String,
     _lock: File,
 }
 
@@ -369,6 +371,11 @@ impl AuditLog {
     /// Whether the deployment keeps prompt and answer text.
     pub fn keeps_text(&self) -> bool {
         self.keep_text
+    }
+
+    /// The log's name (the checkpoints' origin).
+    pub fn origin(&self) -> &str {
+        &self.origin
     }
 
     /// The enclave identity every record of this epoch carries.

@@ -16,7 +16,7 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use cloister::client::{AttestedConnection, ClientError};
 use cloister::dev::{
-    install_policy_bundle, policy_table, sim_enclave_toml, standard_policy_bundle, DEV_AUDIENCE,
+    audit_table, install_policy_bundle, policy_table, sim_enclave_toml, standard_policy_bundle, DEV_AUDIENCE,
 };
 use cloister_attestation::policy::AppraisalPolicy;
 use cloister_attestation::ratls::Bindings;
@@ -134,8 +134,17 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             .collect::<Vec<_>>()
             .join(" → ")
     );
+    let auditor = cloister_audit::AuditorKey::generate()?;
+    let auditor_path = dir.join("auditor.key");
+    std::fs::write(&auditor_path, auditor.to_file_text())?;
+    println!(
+        "   audit records sealed to the compliance team's key {}… (`cloister audit keygen`; private half in {})",
+        auditor.public().to_hex().get(..16).unwrap_or_default(),
+        auditor_path.display()
+    );
+    let audit_table = audit_table(&auditor.public().to_hex(), false);
     let enclave_toml = format!(
-        "{}{policy_table}\n[broker]\naddress = \"{broker_address}\"\nspki_sha256 = \"{}\"\n\n[[sealed]]\nname = \"model\"\nkey_id = \"{DEMO_KEY_ID}\"\nkind = \"model\"\n",
+        "{}{policy_table}{audit_table}\n[broker]\naddress = \"{broker_address}\"\nspki_sha256 = \"{}\"\n\n[[sealed]]\nname = \"model\"\nkey_id = \"{DEMO_KEY_ID}\"\nkind = \"model\"\n",
         sim_enclave_toml(&idp)?,
         hex::encode(pin)
     );
@@ -341,6 +350,28 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     print!("{}", indent(&String::from_utf8_lossy(&releases.stdout)));
 
     drop(daemon);
+    step("12. The compliance team verifies the audit log the host kept (`cloister audit verify`), then reads it with their key (`cloister audit search`)");
+    let audit_dir = dir.join("audit").join("scribe");
+    let verified = Command::new(&exe)
+        .args(["audit", "verify", "--log"])
+        .arg(&audit_dir)
+        .arg("--policy")
+        .arg(&policy_path)
+        .output()?;
+    print!("{}", indent(&String::from_utf8_lossy(&verified.stdout)));
+    if !verified.status.success() {
+        bail!(
+            "the audit log did not verify: {}",
+            String::from_utf8_lossy(&verified.stderr)
+        );
+    }
+    let searched = Command::new(&exe)
+        .args(["audit", "search", "--kind", "query", "--log"])
+        .arg(&audit_dir)
+        .arg("--key")
+        .arg(&auditor_path)
+        .output()?;
+    print!("{}", indent(&String::from_utf8_lossy(&searched.stdout)));
     if args.keep || args.dir.is_some() {
         println!("\nFiles kept in {}. Try it by hand:", dir.display());
         println!(

@@ -61,3 +61,9 @@ pub fn install_policy_bundle(
 pub fn policy_table(digest: &str) -> String {
     format!("\n[policy]\nbundle = \"policy\"\ndigest = \"{digest}\"\n")
 }
+
+/// The `[audit]` table of `enclave.toml` sealing records to the auditor key
+/// `auditor_public` (hex), keeping prompt and answer text when `keep_text`.
+pub fn audit_table(auditor_public: &str, keep_text: bool) -> String {
+    format!("\n[audit]\nauditor_key = \"{auditor_public}\"\nkeep_text = {keep_text}\n")
+}

@@ -2,12 +2,13 @@
 //! teams, clinical apps, data owners and auditors: `verify` evidence,
 //! `query` an attested enclave, `measure` an image, `seal`/`unseal`
 //! bundles, run the key broker (`kbs`), build and test `policy` bundles,
-//! and `demo` the whole flow. `audit` arrives with its crate.
+//! verify, read and prove the `audit` log, and `demo` the whole flow.
 //!
 //! Exit codes: 0 success, 1 rejection (attestation refused, bundle
 //! rejected), 2 usage error or unreadable input; `query` adds 3
 //! (unreachable) and 4 (request refused).
 
+mod audit;
 mod demo;
 mod kbs;
 mod measure;
@@ -51,6 +52,8 @@ enum Command {
     Kbs(kbs::KbsArgs),
     /// Build, hash, test and evaluate policy bundles.
     Policy(policy::PolicyArgs),
+    /// Verify, read, search, export and prove the enclave's audit log.
+    Audit(audit::AuditArgs),
     /// Run the whole flow on this machine (INSECURE simulated TEE).
     Demo(demo::DemoArgs),
 }
@@ -104,6 +107,7 @@ fn main() -> ExitCode {
         Command::Unseal(args) => usage_on_error("unseal", seal::run_unseal(&args)),
         Command::Kbs(args) => usage_on_error("kbs", kbs::run(&args)),
         Command::Policy(args) => usage_on_error("policy", policy::run(&args)),
+        Command::Audit(args) => usage_on_error("audit", audit::run(&args)),
         Command::Demo(args) => match demo::run(&args) {
             Ok(code) => code,
             Err(e) => {

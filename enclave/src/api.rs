@@ -16,6 +16,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use cloister_attestation::collect::EvidenceSource;
 use cloister_attestation::ratls::{RaTlsError, RaTlsIdentity};
+use cloister_audit::record::{Outcome, StreamEnd};
+use cloister_audit::{AuditLog, Event, SealedFields};
 use cloister_inference::{ChatMessage, Completion, Engine, EngineError, GenerationParams};
 use cloister_policy::abi::{Gate, Request as PolicyRequest};
 use cloister_policy::identity::{Caller, TokenError, TokenVerifier};
@@ -26,6 +28,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
+use crate::audit::Draft;
 use crate::config::Limits;
 use crate::policy::{self, QueryContext};
 
@@ -38,6 +41,7 @@ pub(crate) struct AppState {
     pub(crate) limits: Limits,
     pub(crate) sealed: Vec<SealedSummary>,
     pub(crate) policy: LoadedBundle,
+    pub(crate) audit: Arc<AuditLog>,
 }
 
 /// What `/healthz` says of an unsealed bundle: only what its header, which
@@ -81,6 +85,8 @@ pub(crate) struct ApiError {
     kind: &'static str,
     code: &'static str,
     message: String,
+    /// The audit record of the request it answers, once written.
+    audit: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -90,7 +96,18 @@ impl ApiError {
             kind,
             code,
             message,
+            audit: None,
         }
+    }
+
+    fn audit_unavailable(e: &cloister_audit::AuditError) -> Self {
+        tracing::error!(error = %e, "audit record not durable: answer withheld");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "audit_unavailable",
+            format!("the audit record could not be made durable, so nothing is released: {e}"),
+        )
     }
 
     fn bad_request(code: &'static str, message: String) -> Self {
@@ -105,9 +122,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
+        let mut body = json!({
             "error": { "message": self.message, "type": self.kind, "code": self.code }
         });
+        if let (Some(audit), Some(object)) = (self.audit, body.as_object_mut()) {
+            object.insert("cloister".into(), json!({ "audit": audit }));
+        }
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             // RFC 6750 §3: say why, in the header too.
@@ -267,14 +287,132 @@ struct ChatRequest {
     cloister: QueryContext,
 }
 
+/// Every chat request, answered or not, gets its audit record, and nothing
+/// is sent until that record is durable.
 async fn chat_completions(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, ApiError> {
-    let caller = authenticate(&headers, &state)?;
-    let request: ChatRequest = serde_json::from_slice(&body)
+) -> Response {
+    let mut draft = Draft::new();
+    let handled = handle_chat(&state, &headers, &body, &mut draft).await;
+    let audit = state.audit.clone();
+    match handled {
+        Err(mut error) => {
+            let outcome = if error.status == StatusCode::UNAUTHORIZED {
+                Outcome::Unauthenticated
+            } else if error.status.is_server_error() {
+                Outcome::Failed
+            } else {
+                Outcome::Rejected
+            };
+            let (event, sealed) = draft.finish(outcome, error.status.as_u16(), Some(error.code));
+            match record(&audit, event, sealed).await {
+                Ok(seq) => {
+                    error.audit = Some(audit_ref(&audit, seq));
+                    error.into_response()
+                }
+                Err(e) => e.into_response(),
+            }
+        }
+        Ok(Handled::Denied(report)) => {
+            report.audit_into(&mut draft);
+            let (event, sealed) = draft.finish(Outcome::Denied, 403, Some(report.denial().2));
+            match record(&audit, event, sealed).await {
+                Ok(seq) => policy_denial(&report, &audit_ref(&audit, seq)),
+                Err(e) => e.into_response(),
+            }
+        }
+        Ok(Handled::Live { engine, query, report }) => {
+            report.audit_into(&mut draft);
+            let (event, sealed) = draft.finish(Outcome::Streaming, 200, None);
+            match record(&audit, event, sealed).await {
+                Ok(seq) => stream_live(engine, *query, report, audit, seq),
+                Err(e) => e.into_response(),
+            }
+        }
+        Ok(Handled::Answer {
+            query,
+            completion,
+            text,
+            report,
+            stream,
+        }) => {
+            report.audit_into(&mut draft);
+            draft.answer(&audit, &text, completion.prompt_tokens, completion.completion_tokens);
+            let (event, sealed) = draft.finish(Outcome::Answered, 200, None);
+            let seq = match record(&audit, event, sealed).await {
+                Ok(seq) => seq,
+                Err(e) => return e.into_response(),
+            };
+            let cloister = json!({ "policy": report.to_json(), "audit": audit_ref(&audit, seq) });
+            if stream {
+                stream_buffered(&query, &completion, text, cloister)
+            } else {
+                Json(json!({
+                    "id": query.id,
+                    "object": "chat.completion",
+                    "created": query.created,
+                    "model": query.model,
+                    "choices": [{
+                        "index": 0,
+                        "message": { "role": "assistant", "content": text },
+                        "finish_reason": completion.finish_reason,
+                    }],
+                    "usage": usage(&completion),
+                    "cloister": cloister,
+                }))
+                .into_response()
+            }
+        }
+    }
+}
+
+/// Appends a record from a blocking thread and waits until it is durable.
+async fn record(audit: &Arc<AuditLog>, event: Event, sealed: SealedFields) -> Result<u64, ApiError> {
+    let audit = audit.clone();
+    let appended = tokio::task::spawn_blocking(move || audit.append(event, sealed))
+        .await
+        .map_err(|e| ApiError::audit_unavailable(&cloister_audit::AuditError::Encoding(e.to_string())))?;
+    appended
+        .map(|receipt| receipt.seq)
+        .map_err(|e| ApiError::audit_unavailable(&e))
+}
+
+/// How a response names its audit record.
+fn audit_ref(audit: &AuditLog, seq: u64) -> serde_json::Value {
+    json!({ "log": audit.origin(), "record": seq })
+}
+
+/// What the gates and the engine made of a request, before it is audited.
+enum Handled {
+    Denied(PolicyReport),
+    /// Admitted, to be streamed as generated.
+    Live {
+        engine: Arc<dyn Engine>,
+        query: Box<ChatQuery>,
+        report: PolicyReport,
+    },
+    Answer {
+        query: Box<ChatQuery>,
+        completion: Completion,
+        /// The answer as released: after the output gate's redactions.
+        text: String,
+        report: PolicyReport,
+        stream: bool,
+    },
+}
+
+async fn handle_chat(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    body: &Bytes,
+    draft: &mut Draft,
+) -> Result<Handled, ApiError> {
+    let caller = authenticate(headers, state)?;
+    let request: ChatRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("request body: {e}")))?;
+    draft.caller(&state.audit, &caller, &request.cloister);
     let engine = state.engine.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -283,6 +421,8 @@ async fn chat_completions(
             "this enclave has no inference engine configured".into(),
         )
     })?;
+    let id = format!("chatcmpl-{}", hex::encode(rand_id()));
+    draft.prompt(&state.audit, engine.model_id(), &id, &request.messages);
     if let Some(model) = &request.model {
         if model != engine.model_id() {
             return Err(ApiError::new(
@@ -319,7 +459,7 @@ async fn chat_completions(
             max_tokens,
             temperature: request.temperature.unwrap_or(0.0),
         },
-        id: format!("chatcmpl-{}", hex::encode(rand_id())),
+        id,
         created: OffsetDateTime::now_utc().unix_timestamp(),
         model: engine.model_id().to_owned(),
     };
@@ -334,15 +474,15 @@ async fn chat_completions(
         })
         .await
         .map_err(|e| engine_failure(&EngineError::Failed(e.to_string())))?;
-        if !input.allowed {
-            return Ok(policy_denial(&PolicyReport::new(
-                &state.policy,
-                input,
-                None,
-            )));
-        }
         let report = PolicyReport::new(&state.policy, input, None);
-        return Ok(stream_live(engine, query, report));
+        if !report.input.allowed {
+            return Ok(Handled::Denied(report));
+        }
+        return Ok(Handled::Live {
+            engine,
+            query: Box::new(query),
+            report,
+        });
     }
     let worker = state.clone();
     let stream = request.stream;
@@ -351,32 +491,21 @@ async fn chat_completions(
             .await
             .map_err(|e| engine_failure(&EngineError::Failed(e.to_string())))?
             .map_err(|e| engine_failure(&e))?;
-    match answered {
-        Answered::Denied(report) => Ok(policy_denial(&report)),
+    Ok(match answered {
+        Answered::Denied(report) => Handled::Denied(report),
         Answered::Answer {
             query,
             completion,
             text,
             report,
-        } => Ok(if stream {
-            stream_buffered(&query, &completion, text, &report)
-        } else {
-            Json(json!({
-            "id": query.id,
-            "object": "chat.completion",
-            "created": query.created,
-            "model": query.model,
-            "choices": [{
-                "index": 0,
-                "message": { "role": "assistant", "content": text },
-                "finish_reason": completion.finish_reason,
-            }],
-            "usage": usage(&completion),
-            "cloister": { "policy": report.to_json() },
-            }))
-            .into_response()
-        }),
-    }
+        } => Handled::Answer {
+            query,
+            completion,
+            text,
+            report,
+            stream,
+        },
+    })
 }
 
 /// One query on its way through the gates.
@@ -415,6 +544,29 @@ impl PolicyReport {
             input,
             output,
         }
+    }
+
+    /// Puts the gates' decisions in the query's audit record.
+    fn audit_into(&self, draft: &mut Draft) {
+        draft.gates(self.bundle, &self.input, self.output.as_ref());
+    }
+
+    /// The gate that denied, the denying module, its reason code and message.
+    fn denial(&self) -> (&GateOutcome, &str, &str, &str) {
+        let gate = self
+            .output
+            .as_ref()
+            .filter(|o| !o.allowed)
+            .unwrap_or(&self.input);
+        let (module, code, message) = gate
+            .denied_by()
+            .and_then(|m| {
+                m.reasons
+                    .first()
+                    .map(|r| (m.module.as_str(), r.code.as_str(), r.message.as_str()))
+            })
+            .unwrap_or(("(none)", "policy_denied", "no module gave a reason"));
+        (gate, module, code, message)
     }
 
     fn to_json(&self) -> serde_json::Value {
@@ -510,28 +662,17 @@ fn log_gate(outcome: &GateOutcome) {
     }
 }
 
-/// 403 in OpenAI's error shape, with the gates' decisions beside it.
-fn policy_denial(report: &PolicyReport) -> Response {
-    let gate = report
-        .output
-        .as_ref()
-        .filter(|o| !o.allowed)
-        .unwrap_or(&report.input);
-    let (module, code, message) = gate
-        .denied_by()
-        .and_then(|m| {
-            m.reasons
-                .first()
-                .map(|r| (m.module.as_str(), r.code.as_str(), r.message.as_str()))
-        })
-        .unwrap_or(("(none)", "policy_denied", "no module gave a reason"));
+/// 403 in OpenAI's error shape, with the gates' decisions and the audit
+/// record beside it.
+fn policy_denial(report: &PolicyReport, audit: &serde_json::Value) -> Response {
+    let (gate, module, code, message) = report.denial();
     let body = json!({
         "error": {
             "message": format!("denied by policy module {module} at the {} gate: {message}", gate.gate.as_str()),
             "type": "policy_denied",
             "code": code,
         },
-        "cloister": { "policy": report.to_json() },
+        "cloister": { "policy": report.to_json(), "audit": audit },
     });
     (StatusCode::FORBIDDEN, Json(body)).into_response()
 }
@@ -582,8 +723,12 @@ fn stream_buffered(
     query: &ChatQuery,
     completion: &Completion,
     text: String,
-    report: &PolicyReport,
+    cloister: serde_json::Value,
 ) -> Response {
+    let mut last = cloister;
+    if let Some(object) = last.as_object_mut() {
+        object.insert("usage".into(), usage(completion));
+    }
     let events = [
         chunk(
             query,
@@ -597,12 +742,7 @@ fn stream_buffered(
             serde_json::Value::Null,
             None,
         ),
-        chunk(
-            query,
-            json!({}),
-            json!(completion.finish_reason),
-            Some(json!({ "policy": report.to_json(), "usage": usage(completion) })),
-        ),
+        chunk(query, json!({}), json!(completion.finish_reason), Some(last)),
         Bytes::from_static(b"data: [DONE]\n\n"),
     ];
     let (tx, rx) = mpsc::channel::<Bytes>(events.len());
@@ -615,8 +755,17 @@ fn stream_buffered(
 
 /// Server-sent events in OpenAI's `chat.completion.chunk` shape, ending
 /// with `data: [DONE]`, as tokens are generated (only when no module
-/// judges the answer). Generation stops when the client goes away.
-fn stream_live(engine: Arc<dyn Engine>, query: ChatQuery, report: PolicyReport) -> Response {
+/// judges the answer). Generation stops when the client goes away. The
+/// query's record (`query_record`) was made durable before the first
+/// token; a `stream_end` record follows the last, and the final chunk
+/// names both.
+fn stream_live(
+    engine: Arc<dyn Engine>,
+    query: ChatQuery,
+    report: PolicyReport,
+    audit: Arc<AuditLog>,
+    query_record: u64,
+) -> Response {
     let (tx, rx) = mpsc::channel::<Bytes>(32);
     tokio::task::spawn_blocking(move || {
         if tx
@@ -630,35 +779,62 @@ fn stream_live(engine: Arc<dyn Engine>, query: ChatQuery, report: PolicyReport) 
         {
             return;
         }
-        let outcome = engine.generate(&query.messages, &query.params, &mut |text| match tx
-            .blocking_send(chunk(
+        let mut streamed = String::new();
+        let outcome = engine.generate(&query.messages, &query.params, &mut |text| {
+            streamed.push_str(text);
+            match tx.blocking_send(chunk(
                 &query,
                 json!({ "content": text }),
                 serde_json::Value::Null,
                 None,
             )) {
-            Ok(()) => ControlFlow::Continue(()),
-            Err(_) => ControlFlow::Break(()),
+                Ok(()) => ControlFlow::Continue(()),
+                Err(_) => ControlFlow::Break(()),
+            }
         });
-        let last = match outcome {
-            Ok(c) => chunk(
+        let end = StreamEnd {
+            query: query_record,
+            answer_digest: audit.digest("answer", streamed.as_bytes()),
+            completion_tokens: outcome.as_ref().ok().map(|c| c.completion_tokens),
+            completed: outcome.is_ok() && !tx.is_closed(),
+            sealed: None,
+        };
+        let sealed = SealedFields {
+            answer: audit.keeps_text().then_some(streamed),
+            ..SealedFields::default()
+        };
+        let ended = audit.append(Event::StreamEnd(end), sealed);
+        let last = match (outcome, ended) {
+            (Ok(c), Ok(receipt)) => chunk(
                 &query,
                 json!({}),
                 json!(c.finish_reason),
-                Some(json!({ "policy": report.to_json(), "usage": usage(&c) })),
+                Some(json!({
+                    "policy": report.to_json(),
+                    "usage": usage(&c),
+                    "audit": { "log": audit.origin(), "record": query_record, "end_record": receipt.seq },
+                })),
             ),
-            Err(e) => {
+            (Err(e), _) => {
                 tracing::error!(error = %e, "inference failed mid-stream");
-                Bytes::from(format!(
-                    "data: {}\n\n",
-                    json!({ "error": { "message": e.to_string(), "type": "server_error" } })
-                ))
+                error_event(&e.to_string())
+            }
+            (Ok(_), Err(e)) => {
+                tracing::error!(error = %e, "the stream's end record could not be made durable");
+                error_event(&format!("the audit record could not be made durable: {e}"))
             }
         };
         let _ = tx.blocking_send(last);
         let _ = tx.blocking_send(Bytes::from_static(b"data: [DONE]\n\n"));
     });
     sse_response(rx)
+}
+
+fn error_event(message: &str) -> Bytes {
+    Bytes::from(format!(
+        "data: {}\n\n",
+        json!({ "error": { "message": message, "type": "server_error" } })
+    ))
 }
 
 fn sse_response(rx: mpsc::Receiver<Bytes>) -> Response {

@@ -125,6 +125,8 @@ pub(crate) struct EnclaveConfig {
     pub(crate) identity: IdentityConfig,
     /// The policy bundle (required: no query goes ungated).
     pub(crate) policy: PolicyConfig,
+    /// The audit log (required: no query goes unrecorded).
+    pub(crate) audit: crate::audit::AuditSettings,
     /// Request limits.
     #[serde(default)]
     pub(crate) limits: Limits,
@@ -192,7 +194,7 @@ pub(crate) fn load(image: &Path) -> anyhow::Result<LoadedConfig> {
 mod tests {
     use super::*;
 
-    const POLICY: &str = "[policy]\nbundle = \"policy\"\ndigest = \"00\"\n";
+    const POLICY: &str = "[policy]\nbundle = \"policy\"\ndigest = \"00\"\n[audit]\nauditor_key = \"00\"\n";
 
     #[test]
     fn the_example_parses_and_its_identity_config_loads() {
@@ -204,6 +206,7 @@ mod tests {
         let broker = config.broker_endpoint().unwrap().unwrap();
         assert_eq!(broker.address, "kbs.research.hospital.example:7443");
         assert_eq!(config.sealed.len(), 1);
+        cloister_audit::AuditorPublicKey::from_hex(&config.audit.auditor_key).unwrap();
         assert!(toml::from_str::<EnclaveConfig>(&format!(
             "tee = \"sgx\"\n[identity]\naudience = \"a\"\nissuers = []\n{POLICY}"
         ))
@@ -212,6 +215,13 @@ mod tests {
             toml::from_str::<EnclaveConfig>("[identity]\naudience = \"a\"\nissuers = []\n")
                 .is_err(),
             "a configuration without a policy bundle is refused"
+        );
+        assert!(
+            toml::from_str::<EnclaveConfig>(
+                "[identity]\naudience = \"a\"\nissuers = []\n[policy]\nbundle = \"p\"\ndigest = \"00\"\n"
+            )
+            .is_err(),
+            "a configuration without an audit log is refused"
         );
     }
 

@@ -4,6 +4,7 @@
 //! format of its own.
 
 mod api;
+mod audit;
 mod config;
 mod policy;
 mod sealed;
@@ -32,6 +33,9 @@ const EXIT_CONFIG: u8 = 2;
 const EXIT_TEE: u8 = 3;
 /// Exit status for any other failure.
 const EXIT_FAILURE: u8 = 1;
+/// Exit status when the audit log cannot be taken over (damaged, locked,
+/// unwritable): nothing is served without it.
+const EXIT_AUDIT: u8 = 4;
 
 /// The Cloister enclave agent.
 #[derive(Debug, Parser)]
@@ -53,6 +57,10 @@ struct Args {
     /// the configuration names). Only ciphertext: the key comes from the broker.
     #[arg(long = "sealed", value_name = "NAME=PATH")]
     sealed: Vec<String>,
+    /// The audit log directory (host storage; records are signed, and
+    /// their sensitive fields encrypted to the auditor, inside the enclave).
+    #[arg(long)]
+    audit_dir: PathBuf,
     /// More logging (-v debug, -vv trace). Prompts are never logged.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -113,12 +121,18 @@ fn run(args: Args) -> Result<(), Failure> {
     let broker = config.broker_endpoint().map_err(with_code(EXIT_CONFIG))?;
     let bundles = sealed::supplied(&config.sealed, &args.sealed).map_err(with_code(EXIT_CONFIG))?;
     let policy = policy::load(&args.image, &config.policy).map_err(with_code(EXIT_CONFIG))?;
-    // The enclave commits to its policy bundle in every piece of evidence,
-    // for RA-TLS and key release alike. The audit key arrives with the
-    // audit log; its commitment is empty until then.
+    // A log that cannot be taken over stops the start before anything is
+    // unsealed or served.
+    let recovered =
+        audit::recover(&args.audit_dir, &config.audit).map_err(with_code(EXIT_AUDIT))?;
+    let audit_signer = cloister_audit::AuditSigner::generate()
+        .map_err(anyhow::Error::from)
+        .map_err(with_code(EXIT_AUDIT))?;
+    // The enclave commits to its policy bundle and its audit key in every
+    // piece of evidence, for RA-TLS and key release alike.
     let bindings = Bindings {
         policy_digest: policy.digest().to_vec(),
-        audit_key: Vec::new(),
+        audit_key: audit_signer.public_key().to_vec(),
     };
 
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
@@ -165,6 +179,25 @@ fn run(args: Args) -> Result<(), Failure> {
             .map_err(anyhow::Error::from)
             .map_err(with_code(EXIT_FAILURE))?,
     );
+    let releases = unsealed
+        .iter()
+        .map(|b| cloister_audit::record::KeyRelease {
+            bundle: b.name.clone(),
+            key_id: b.header.key_id.clone(),
+            kind: b.header.kind.as_str().to_owned(),
+            version: b.header.bundle_version,
+            broker: broker.as_ref().map(|e| e.address.clone()).unwrap_or_default(),
+        })
+        .collect();
+    let audit_log = audit::start(
+        recovered,
+        audit_signer,
+        &identity,
+        source.as_ref(),
+        &policy,
+        releases,
+    )
+    .map_err(with_code(EXIT_AUDIT))?;
     let state = Arc::new(api::AppState {
         engine,
         tokens,
@@ -173,6 +206,7 @@ fn run(args: Args) -> Result<(), Failure> {
         limits: config.limits,
         sealed: unsealed.iter().map(api::SealedSummary::of).collect(),
         policy,
+        audit: audit_log.clone(),
     });
     // Nothing uses the plaintext past this point (the engine has what it
     // loaded): wipe it rather than leave it to the allocator.
@@ -195,7 +229,20 @@ fn run(args: Args) -> Result<(), Failure> {
             shutdown_signal(),
         )
         .await;
-        tracing::info!("shut down");
+        let stopped = tokio::task::spawn_blocking(move || {
+            audit_log.append(
+                cloister_audit::Event::Stop(cloister_audit::record::Stop {
+                    reason: "shutdown signal".into(),
+                }),
+                cloister_audit::SealedFields::default(),
+            )
+        })
+        .await;
+        match stopped {
+            Ok(Ok(receipt)) => tracing::info!(record = receipt.seq, "shut down; stop recorded"),
+            Ok(Err(e)) => tracing::error!(error = %e, "shut down; the stop record could not be written"),
+            Err(e) => tracing::error!(error = %e, "shut down; the stop record could not be written"),
+        }
         Ok(())
     })
 }

@@ -101,6 +101,11 @@ pub(crate) struct EnclaveConfig {
     /// Resources.
     #[serde(default)]
     pub(crate) resources: Resources,
+    /// Where the enclave's audit log is kept (default: `audit/<name>` beside
+    /// this file). The host stores it but cannot read its sealed fields or
+    /// forge its records; back it up, and keep its checkpoints elsewhere too.
+    #[serde(default)]
+    pub(crate) audit_dir: Option<PathBuf>,
     /// Append every relayed byte to this file: shows what the host can see
     /// (only TLS ciphertext). For tests and forensics; off by default.
     #[serde(default)]
@@ -144,6 +149,10 @@ impl HostConfig {
         }
         for e in &mut self.enclaves {
             fix(&mut e.image);
+            let audit = e
+                .audit_dir
+                .get_or_insert_with(|| PathBuf::from("audit").join(&e.name));
+            fix(audit);
             if let Some(p) = &mut e.relay_capture {
                 fix(p);
             }
@@ -161,6 +170,17 @@ impl HostConfig {
         let mut names = std::collections::HashSet::new();
         let mut listens = std::collections::HashSet::new();
         for e in &self.enclaves {
+            if e.name.is_empty()
+                || !e
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                bail!(
+                    "enclave name {:?} must be letters, digits, '-' and '_' (it names the audit log's directory)",
+                    e.name
+                );
+            }
             if !names.insert(&e.name) {
                 bail!("enclave name {:?} is used twice", e.name);
             }

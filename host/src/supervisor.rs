@@ -220,6 +220,9 @@ impl Supervisor {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        if let Some(dir) = &self.config.audit_dir {
+            command.arg("--audit-dir").arg(dir);
+        }
         if let Some(vcpus) = self.config.resources.vcpus {
             command.arg("--worker-threads").arg(vcpus.to_string());
         }

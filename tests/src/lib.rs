@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use cloister::dev::{
-    install_policy_bundle, policy_table, sim_enclave_toml, standard_policy_bundle,
+    audit_table, install_policy_bundle, policy_table, sim_enclave_toml, standard_policy_bundle,
 };
 use cloister_attestation::policy::AppraisalPolicy;
 use cloister_attestation::sim::sim_measurement;
@@ -97,6 +97,9 @@ pub struct Cluster {
     pub measurement: Measurement,
     /// Where relayed bytes are recorded.
     pub capture: PathBuf,
+    /// The auditor key the enclave seals audit records to (its file is
+    /// `auditor.key` in `dir`); the enclave keeps prompt and answer text.
+    pub auditor: cloister_audit::AuditorKey,
     daemon: Option<Child>,
 }
 
@@ -137,7 +140,13 @@ impl Cluster {
         std::fs::create_dir_all(&image)?;
         let installed = hex::encode(install_policy_bundle(bundle, &image)?.digest());
         let policy = policy_table(pinned_digest.unwrap_or(&installed));
-        let config = format!("{}{policy}{enclave_extra}", sim_enclave_toml(&idp)?);
+        let auditor = cloister_audit::AuditorKey::generate()?;
+        std::fs::write(dir.join("auditor.key"), auditor.to_file_text())?;
+        let audit = audit_table(&auditor.public().to_hex(), true);
+        let config = format!(
+            "{}{policy}{audit}{enclave_extra}",
+            sim_enclave_toml(&idp)?
+        );
         std::fs::write(image.join("enclave.toml"), &config)?;
         let binary = std::fs::read(bin("cloister-enclave"))?;
         let measurement = sim_measurement(&sha2_384(&binary), config.as_bytes());
@@ -153,6 +162,7 @@ impl Cluster {
             idp,
             measurement,
             capture,
+            auditor,
             daemon: None,
         })
     }
@@ -183,6 +193,11 @@ impl Cluster {
             .spawn()?;
         self.daemon = Some(daemon);
         Ok(())
+    }
+
+    /// The enclave's audit log directory (cloisterd's default for it).
+    pub fn audit_dir(&self) -> PathBuf {
+        self.dir.join("audit").join("e2e")
     }
 
     /// Waits until `cloisterd` reports the enclave running.
