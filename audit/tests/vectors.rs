@@ -160,8 +160,14 @@ fn consistency_proofs_match_transparency_dev() {
     for (old, new, path) in cases {
         let expected: Vec<Hash> = path.iter().map(|p| h(p)).collect();
         assert_eq!(consistency_proof(old, &leaves[..new]).unwrap(), expected);
-        verify_consistency(old as u64, new as u64, &h(ROOTS[old]), &h(ROOTS[new]), &expected)
-            .unwrap();
+        verify_consistency(
+            old as u64,
+            new as u64,
+            &h(ROOTS[old]),
+            &h(ROOTS[new]),
+            &expected,
+        )
+        .unwrap();
     }
 }
 
@@ -170,7 +176,10 @@ fn consistency_proofs_match_transparency_dev() {
 fn verifier(vkey: &str) -> (String, [u8; 4], [u8; 32]) {
     let mut parts = vkey.splitn(3, '+');
     let name = parts.next().unwrap().to_owned();
-    let id: [u8; 4] = hex::decode(parts.next().unwrap()).unwrap().try_into().unwrap();
+    let id: [u8; 4] = hex::decode(parts.next().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
     let key = base64::engine::general_purpose::STANDARD
         .decode(parts.next().unwrap())
         .unwrap();
@@ -193,7 +202,8 @@ fn key_ids_match_go_sumdb_note() {
 #[test]
 fn a_real_checkpoint_of_the_go_checksum_database_parses_and_verifies() {
     let note = "go.sum database tree\n6476701\nmb8QLQIs0Z0yP5Cstq6guj87oXWeC9gEM8oVikmm9Wk=\n\n\u{2014} sum.golang.org Az3grsLX85Gz+s1SiTbgkuqxgItqFq7gsMUEyVnrsa9LM7Us9S+1xbFIGu95949rj4nPRYfvimWEPWL+o3GeoWwOoAw=\n";
-    let (name, _, key) = verifier("sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8");
+    let (name, _, key) =
+        verifier("sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8");
     let parsed = SignedCheckpoint::parse(note).unwrap();
     assert_eq!(parsed.checkpoint.origin, "go.sum database tree");
     assert_eq!(parsed.checkpoint.size, 6_476_701);

@@ -14,7 +14,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use cloister_attestation::policy::AppraisalPolicy;
 use cloister_audit::record::{Event, Record};
 use cloister_audit::verify::{verify, VerifyOptions};
-use cloister_audit::view::{check_proof, prove, select, Filter, InclusionProof, LogView, RecordView};
+use cloister_audit::view::{
+    check_proof, prove, select, Filter, InclusionProof, LogView, RecordView,
+};
 use cloister_audit::{AuditError, AuditorKey};
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
@@ -233,7 +235,13 @@ pub(crate) fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
             include_phi,
             filters,
             out,
-        } => export(log, key.as_deref(), *include_phi, &filters.filter(), out.as_deref()),
+        } => export(
+            log,
+            key.as_deref(),
+            *include_phi,
+            &filters.filter(),
+            out.as_deref(),
+        ),
         AuditCommand::Prove { log, record, out } => run_prove(log, *record, out.as_deref()),
         AuditCommand::CheckProof {
             proof,
@@ -251,13 +259,21 @@ fn keygen(out: &Path, json: bool) -> anyhow::Result<ExitCode> {
         .create_new(true)
         .mode(0o600)
         .open(out)
-        .with_context(|| format!("cannot create {} (an existing key is never overwritten)", out.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot create {} (an existing key is never overwritten)",
+                out.display()
+            )
+        })?;
     file.write_all(key.to_file_text().as_bytes())
         .and_then(|()| file.sync_all())
         .with_context(|| format!("cannot write {}", out.display()))?;
     let public = key.public().to_hex();
     if json {
-        println!("{}", json!({ "key_file": out.display().to_string(), "auditor_key": public }));
+        println!(
+            "{}",
+            json!({ "key_file": out.display().to_string(), "auditor_key": public })
+        );
     } else {
         println!("auditor key written to {} (keep it secret and backed up: without it the sealed fields cannot be read)", out.display());
         println!("put this in enclave.toml:\n\n[audit]\nauditor_key = \"{public}\"");
@@ -267,8 +283,10 @@ fn keygen(out: &Path, json: bool) -> anyhow::Result<ExitCode> {
 
 fn read_key(path: Option<&Path>) -> anyhow::Result<Option<AuditorKey>> {
     path.map(|p| {
-        let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
-        AuditorKey::from_file_text(&text).with_context(|| format!("{} is not an auditor key file", p.display()))
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+        AuditorKey::from_file_text(&text)
+            .with_context(|| format!("{} is not an auditor key file", p.display()))
     })
     .transpose()
 }
@@ -280,12 +298,17 @@ fn run_verify(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     if !log.join(cloister_audit::segment::SEGMENTS).is_dir() {
-        bail!("{} is not an audit log directory (it has no segments/)", log.display());
+        bail!(
+            "{} is not an audit log directory (it has no segments/)",
+            log.display()
+        );
     }
     let policy = policy
         .map(|p| {
-            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
-            AppraisalPolicy::from_toml(&text).with_context(|| format!("{} is not an appraisal policy", p.display()))
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            AppraisalPolicy::from_toml(&text)
+                .with_context(|| format!("{} is not an appraisal policy", p.display()))
         })
         .transpose()?;
     let checkpoints = checkpoints
@@ -296,7 +319,13 @@ fn run_verify(
                 .with_context(|| format!("cannot read {}", p.display()))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let report = verify(log, &VerifyOptions { checkpoints, policy })?;
+    let report = verify(
+        log,
+        &VerifyOptions {
+            checkpoints,
+            policy,
+        },
+    )?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -306,21 +335,35 @@ fn run_verify(
         }
         match &report.finding {
             None => {
-                println!("VALID  {origin}: {} records, root {}", report.records, report.root);
+                println!(
+                    "VALID  {origin}: {} records, root {}",
+                    report.records, report.root
+                );
                 for e in &report.epochs {
                     println!(
                         "  enclave {}… ({}{}) from record {}: {} records, audit key {}…{}",
                         e.enclave.get(..16).unwrap_or_default(),
                         e.tee,
-                        if e.tee == "sim" { ", INSECURE simulated TEE" } else { "" },
+                        if e.tee == "sim" {
+                            ", INSECURE simulated TEE"
+                        } else {
+                            ""
+                        },
                         e.seq,
                         e.records,
                         e.audit_key.get(..16).unwrap_or_default(),
-                        if report.evidence_appraised { ", evidence appraised" } else { "" },
+                        if report.evidence_appraised {
+                            ", evidence appraised"
+                        } else {
+                            ""
+                        },
                     );
                 }
                 for c in &report.checkpoints {
-                    println!("  checkpoint {} (size {}) signed by the enclave of record {}", c.checkpoint, c.size, c.signed_by_epoch);
+                    println!(
+                        "  checkpoint {} (size {}) signed by the enclave of record {}",
+                        c.checkpoint, c.size, c.signed_by_epoch
+                    );
                 }
             }
             Some(finding) => {
@@ -341,10 +384,19 @@ fn run_verify(
 /// Failures that mean the log or a record failed a check (exit 1), not a
 /// usage error.
 fn invalid(e: &AuditError) -> bool {
-    matches!(e, AuditError::Damaged(_) | AuditError::SealedFieldsAltered { .. })
+    matches!(
+        e,
+        AuditError::Damaged(_) | AuditError::SealedFieldsAltered { .. }
+    )
 }
 
-fn list(log: &Path, key: Option<&Path>, filter: &Filter, json: bool, full: bool) -> anyhow::Result<ExitCode> {
+fn list(
+    log: &Path,
+    key: Option<&Path>,
+    filter: &Filter,
+    json: bool,
+    full: bool,
+) -> anyhow::Result<ExitCode> {
     let key = read_key(key)?;
     let records = match LogView::open(log).and_then(|view| select(&view, key.as_ref(), filter)) {
         Ok(records) => records,
@@ -387,7 +439,11 @@ fn row(view: &RecordView) -> String {
                 .unsealed
                 .as_ref()
                 .and_then(|s| s.patient.clone())
-                .or_else(|| q.patient.as_ref().map(|p| format!("~{}", p.get(..12).unwrap_or(p))))
+                .or_else(|| {
+                    q.patient
+                        .as_ref()
+                        .map(|p| format!("~{}", p.get(..12).unwrap_or(p)))
+                })
                 .unwrap_or_default();
             let decisions: Vec<String> = q
                 .policy
@@ -415,12 +471,60 @@ fn row(view: &RecordView) -> String {
                 decisions.join(" "),
             )
         }
-        Event::Start(s) => (String::new(), String::new(), String::new(), String::new(), String::new(), format!("{} evidence", s.evidence.tee), String::new()),
-        Event::StreamEnd(s) => (String::new(), String::new(), String::new(), String::new(), String::new(), format!("ends {}", s.query), String::new()),
-        Event::Truncation(t) => (String::new(), String::new(), String::new(), String::new(), String::new(), format!("cut {} bytes", t.dropped_bytes), String::new()),
-        Event::KeyRelease(k) => (String::new(), String::new(), String::new(), String::new(), String::new(), format!("{} {}", k.bundle, k.key_id), String::new()),
-        Event::PolicyLoad(p) => (String::new(), String::new(), String::new(), String::new(), String::new(), p.name.clone(), p.modules.join(",")),
-        Event::Stop(s) => (String::new(), String::new(), String::new(), String::new(), String::new(), s.reason.clone(), String::new()),
+        Event::Start(s) => (
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            format!("{} evidence", s.evidence.tee),
+            String::new(),
+        ),
+        Event::StreamEnd(s) => (
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            format!("ends {}", s.query),
+            String::new(),
+        ),
+        Event::Truncation(t) => (
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            format!("cut {} bytes", t.dropped_bytes),
+            String::new(),
+        ),
+        Event::KeyRelease(k) => (
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            format!("{} {}", k.bundle, k.key_id),
+            String::new(),
+        ),
+        Event::PolicyLoad(p) => (
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            p.name.clone(),
+            p.modules.join(","),
+        ),
+        Event::Stop(s) => (
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            s.reason.clone(),
+            String::new(),
+        ),
     };
     format!(
         "{:>6}  {:<20}  {:<11}  {:<14}  {:<11}  {:<6}  {:<18}  {:<10}  {:<15}  {}",
@@ -460,7 +564,8 @@ fn export(
 
 fn write_out(out: Option<&Path>, text: &str) -> anyhow::Result<()> {
     match out {
-        Some(path) => std::fs::write(path, format!("{text}\n")).with_context(|| format!("cannot write {}", path.display())),
+        Some(path) => std::fs::write(path, format!("{text}\n"))
+            .with_context(|| format!("cannot write {}", path.display())),
         None => {
             println!("{text}");
             Ok(())
@@ -482,13 +587,16 @@ fn run_prove(log: &Path, seq: u64, out: Option<&Path>) -> anyhow::Result<ExitCod
 }
 
 fn run_check_proof(path: &Path, audit_key: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let proof: InclusionProof =
-        serde_json::from_str(&text).with_context(|| format!("{} is not an inclusion proof", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let proof: InclusionProof = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not an inclusion proof", path.display()))?;
     let key = audit_key
         .map(|k| {
             let mut key = [0u8; 32];
-            hex::decode_to_slice(k.trim(), &mut key).map(|()| key).context("--audit-key must be 64 hex digits")
+            hex::decode_to_slice(k.trim(), &mut key)
+                .map(|()| key)
+                .context("--audit-key must be 64 hex digits")
         })
         .transpose()?;
     let outcome = check_proof(&proof, key.as_ref());

@@ -16,7 +16,8 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use cloister::client::{AttestedConnection, ClientError};
 use cloister::dev::{
-    audit_table, install_policy_bundle, policy_table, sim_enclave_toml, standard_policy_bundle, DEV_AUDIENCE,
+    audit_table, install_policy_bundle, policy_table, sim_enclave_toml, standard_policy_bundle,
+    DEV_AUDIENCE,
 };
 use cloister_attestation::policy::AppraisalPolicy;
 use cloister_attestation::ratls::Bindings;

@@ -323,7 +323,11 @@ async fn chat_completions(
                 Err(e) => e.into_response(),
             }
         }
-        Ok(Handled::Live { engine, query, report }) => {
+        Ok(Handled::Live {
+            engine,
+            query,
+            report,
+        }) => {
             report.audit_into(&mut draft);
             let (event, sealed) = draft.finish(Outcome::Streaming, 200, None);
             match record(&audit, event, sealed).await {
@@ -339,7 +343,12 @@ async fn chat_completions(
             stream,
         }) => {
             report.audit_into(&mut draft);
-            draft.answer(&audit, &text, completion.prompt_tokens, completion.completion_tokens);
+            draft.answer(
+                &audit,
+                &text,
+                completion.prompt_tokens,
+                completion.completion_tokens,
+            );
             let (event, sealed) = draft.finish(Outcome::Answered, 200, None);
             let seq = match record(&audit, event, sealed).await {
                 Ok(seq) => seq,
@@ -369,11 +378,17 @@ async fn chat_completions(
 }
 
 /// Appends a record from a blocking thread and waits until it is durable.
-async fn record(audit: &Arc<AuditLog>, event: Event, sealed: SealedFields) -> Result<u64, ApiError> {
+async fn record(
+    audit: &Arc<AuditLog>,
+    event: Event,
+    sealed: SealedFields,
+) -> Result<u64, ApiError> {
     let audit = audit.clone();
     let appended = tokio::task::spawn_blocking(move || audit.append(event, sealed))
         .await
-        .map_err(|e| ApiError::audit_unavailable(&cloister_audit::AuditError::Encoding(e.to_string())))?;
+        .map_err(|e| {
+            ApiError::audit_unavailable(&cloister_audit::AuditError::Encoding(e.to_string()))
+        })?;
     appended
         .map(|receipt| receipt.seq)
         .map_err(|e| ApiError::audit_unavailable(&e))
@@ -742,7 +757,12 @@ fn stream_buffered(
             serde_json::Value::Null,
             None,
         ),
-        chunk(query, json!({}), json!(completion.finish_reason), Some(last)),
+        chunk(
+            query,
+            json!({}),
+            json!(completion.finish_reason),
+            Some(last),
+        ),
         Bytes::from_static(b"data: [DONE]\n\n"),
     ];
     let (tx, rx) = mpsc::channel::<Bytes>(events.len());

@@ -12,7 +12,9 @@ use cloister_attestation::ratls::RaTlsIdentity;
 use cloister_audit::record::{
     Event, Hex32, KeyRelease, ModuleDecision, Outcome, PolicyDecisions, PolicyLoad, Query,
 };
-use cloister_audit::{AuditLog, AuditSigner, AuditorPublicKey, LogConfig, Recovered, SealedFields, StartInfo};
+use cloister_audit::{
+    AuditLog, AuditSigner, AuditorPublicKey, LogConfig, Recovered, SealedFields, StartInfo,
+};
 use cloister_inference::ChatMessage;
 use cloister_policy::identity::Caller;
 use cloister_policy::{GateOutcome, LoadedBundle};
@@ -119,11 +121,19 @@ impl Draft {
         self.query.patient = patient.as_deref().map(|p| log.pseudonym(p));
         self.sealed.patient = patient;
         self.query.break_glass = context.break_glass_reason.is_some();
-        self.sealed.break_glass_reason.clone_from(&context.break_glass_reason);
+        self.sealed
+            .break_glass_reason
+            .clone_from(&context.break_glass_reason);
     }
 
     /// The prompt as received (before any redaction).
-    pub(crate) fn prompt(&mut self, log: &AuditLog, model: &str, id: &str, messages: &[ChatMessage]) {
+    pub(crate) fn prompt(
+        &mut self,
+        log: &AuditLog,
+        model: &str,
+        id: &str,
+        messages: &[ChatMessage],
+    ) {
         self.query.model = Some(model.to_owned());
         self.query.request_id = id.to_owned();
         let value = serde_json::to_value(messages).unwrap_or_default();
@@ -134,7 +144,12 @@ impl Draft {
     }
 
     /// Both gates' decisions: codes in clear, messages sealed.
-    pub(crate) fn gates(&mut self, bundle: [u8; 32], input: &GateOutcome, output: Option<&GateOutcome>) {
+    pub(crate) fn gates(
+        &mut self,
+        bundle: [u8; 32],
+        input: &GateOutcome,
+        output: Option<&GateOutcome>,
+    ) {
         let decisions = |gate: &GateOutcome, sealed: &mut Vec<String>| {
             gate.modules
                 .iter()
@@ -160,7 +175,13 @@ impl Draft {
     }
 
     /// The answer as released.
-    pub(crate) fn answer(&mut self, log: &AuditLog, text: &str, prompt_tokens: u32, completion_tokens: u32) {
+    pub(crate) fn answer(
+        &mut self,
+        log: &AuditLog,
+        text: &str,
+        prompt_tokens: u32,
+        completion_tokens: u32,
+    ) {
         self.query.answer_digest = Some(log.digest("answer", text.as_bytes()));
         self.query.prompt_tokens = Some(prompt_tokens);
         self.query.completion_tokens = Some(completion_tokens);
@@ -170,11 +191,17 @@ impl Draft {
     }
 
     /// The finished record.
-    pub(crate) fn finish(mut self, outcome: Outcome, status: u16, reason: Option<&str>) -> (Event, SealedFields) {
+    pub(crate) fn finish(
+        mut self,
+        outcome: Outcome,
+        status: u16,
+        reason: Option<&str>,
+    ) -> (Event, SealedFields) {
         self.query.outcome = outcome;
         self.query.status = status;
         self.query.reason = reason.map(str::to_owned);
-        self.query.latency_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.query.latency_us =
+            u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
         (Event::Query(Box::new(self.query)), self.sealed)
     }
 }

@@ -194,7 +194,8 @@ pub(crate) fn load(image: &Path) -> anyhow::Result<LoadedConfig> {
 mod tests {
     use super::*;
 
-    const POLICY: &str = "[policy]\nbundle = \"policy\"\ndigest = \"00\"\n[audit]\nauditor_key = \"00\"\n";
+    const POLICY: &str =
+        "[policy]\nbundle = \"policy\"\ndigest = \"00\"\n[audit]\nauditor_key = \"00\"\n";
 
     #[test]
     fn the_example_parses_and_its_identity_config_loads() {

@@ -186,7 +186,10 @@ fn run(args: Args) -> Result<(), Failure> {
             key_id: b.header.key_id.clone(),
             kind: b.header.kind.as_str().to_owned(),
             version: b.header.bundle_version,
-            broker: broker.as_ref().map(|e| e.address.clone()).unwrap_or_default(),
+            broker: broker
+                .as_ref()
+                .map(|e| e.address.clone())
+                .unwrap_or_default(),
         })
         .collect();
     let audit_log = audit::start(
@@ -240,8 +243,12 @@ fn run(args: Args) -> Result<(), Failure> {
         .await;
         match stopped {
             Ok(Ok(receipt)) => tracing::info!(record = receipt.seq, "shut down; stop recorded"),
-            Ok(Err(e)) => tracing::error!(error = %e, "shut down; the stop record could not be written"),
-            Err(e) => tracing::error!(error = %e, "shut down; the stop record could not be written"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "shut down; the stop record could not be written")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "shut down; the stop record could not be written")
+            }
         }
         Ok(())
     })

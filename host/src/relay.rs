@@ -122,7 +122,16 @@ async fn copy(
 ) -> std::io::Result<()> {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        let n = from.read(&mut buf).await?;
+        let n = match from.read(&mut buf).await {
+            Ok(n) => n,
+            Err(e) => {
+                // A reset (an enclave killed mid-connection) must reach the
+                // other side too, or a client waits forever for an answer
+                // that cannot come.
+                let _ = to.shutdown().await;
+                return Err(e);
+            }
+        };
         let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else {
             // EOF: pass the half-close on.
             return to.shutdown().await;

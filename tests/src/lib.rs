@@ -143,10 +143,7 @@ impl Cluster {
         let auditor = cloister_audit::AuditorKey::generate()?;
         std::fs::write(dir.join("auditor.key"), auditor.to_file_text())?;
         let audit = audit_table(&auditor.public().to_hex(), true);
-        let config = format!(
-            "{}{policy}{audit}{enclave_extra}",
-            sim_enclave_toml(&idp)?
-        );
+        let config = format!("{}{policy}{audit}{enclave_extra}", sim_enclave_toml(&idp)?);
         std::fs::write(image.join("enclave.toml"), &config)?;
         let binary = std::fs::read(bin("cloister-enclave"))?;
         let measurement = sim_measurement(&sha2_384(&binary), config.as_bytes());
