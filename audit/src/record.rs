@@ -179,7 +179,7 @@ pub struct KeyRelease {
 }
 
 /// What became of a query.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// The answer was released.
@@ -190,7 +190,9 @@ pub enum Outcome {
     Denied,
     /// No valid identity token.
     Unauthenticated,
-    /// A malformed or out-of-limits request.
+    /// A malformed or out-of-limits request (the default until a query
+    /// gets further).
+    #[default]
     Rejected,
     /// Inference failed.
     Failed,
@@ -292,12 +294,6 @@ pub struct Query {
     /// Encrypted [`SealedFields`], base64.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed: Option<String>,
-}
-
-impl Default for Outcome {
-    fn default() -> Self {
-        Self::Rejected
-    }
 }
 
 /// The end of a streamed answer.

@@ -51,10 +51,7 @@ fn every_request_is_recorded_and_the_auditor_can_verify_read_export_and_prove_it
         });
         let answered = c.chat_body(&clinician, &body).await.unwrap();
         let denied = c.chat_body(&billing, &body).await.unwrap_err();
-        let unauthenticated = c
-            .chat(&"not-a-token".to_owned(), "hello", None)
-            .await
-            .unwrap_err();
+        let unauthenticated = c.chat("not-a-token", "hello", None).await.unwrap_err();
         let rejected = c
             .chat_body(&clinician, &json!({"messages": [], "cloister": {}}))
             .await
@@ -304,9 +301,12 @@ fn the_audit_key_is_bound_into_the_enclaves_evidence() {
         .peer()
         .clone();
     let view = LogView::open(&cluster.audit_dir()).unwrap();
-    let start = match &view.summary.epochs[0].start.evidence.bindings.audit_key {
-        key => key.clone(),
-    };
+    let start = view.summary.epochs[0]
+        .start
+        .evidence
+        .bindings
+        .audit_key
+        .clone();
     assert_eq!(
         peer.bindings.audit_key, start,
         "RA-TLS commits to the key that signs the log"
