@@ -14,9 +14,9 @@
 //! public key) (signed-note's Ed25519 signature type 0x01), and the
 //! signature covers the note text up to and including its final newline.
 
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _, UnparsedPublicKey, ED25519};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
 use crate::merkle::Hash;
@@ -90,13 +90,14 @@ impl Checkpoint {
     }
 
     /// The signed note, signed with `key` under the name `origin`.
-    pub fn sign(&self, key: &SigningKey) -> String {
+    pub fn sign(&self, key: &Ed25519KeyPair) -> String {
         let body = self.body();
         let signature = key.sign(body.as_bytes());
-        let id = key_id(&self.origin, key.verifying_key().as_bytes());
+        let public: [u8; 32] = key.public_key().as_ref().try_into().unwrap_or([0; 32]);
+        let id = key_id(&self.origin, &public);
         let mut blob = Vec::with_capacity(4 + 64);
         blob.extend_from_slice(&id);
-        blob.extend_from_slice(&signature.to_bytes());
+        blob.extend_from_slice(signature.as_ref());
         format!(
             "{body}\n{SIGNATURE_PREFIX}{} {}\n",
             self.origin,
@@ -227,9 +228,8 @@ impl SignedCheckpoint {
             let (name, key_id) = describe();
             CheckpointError::BadSignature { name, key_id }
         };
-        let key = VerifyingKey::from_bytes(public_key).map_err(|_| bad())?;
-        let signature = ed25519_dalek::Signature::from_slice(&line.signature).map_err(|_| bad())?;
-        key.verify_strict(self.body.as_bytes(), &signature)
+        UnparsedPublicKey::new(&ED25519, public_key)
+            .verify(self.body.as_bytes(), &line.signature)
             .map_err(|_| bad())
     }
 }
@@ -239,8 +239,12 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn key(seed: u8) -> SigningKey {
-        SigningKey::from_bytes(&[seed; 32])
+    fn key(seed: u8) -> Ed25519KeyPair {
+        Ed25519KeyPair::from_seed_unchecked(&[seed; 32]).unwrap()
+    }
+
+    fn public_of(seed: u8) -> [u8; 32] {
+        key(seed).public_key().as_ref().try_into().unwrap()
     }
 
     #[test]
@@ -255,9 +259,9 @@ mod tests {
         assert!(note.contains("\n\n\u{2014} cloister.audit/test "));
         let parsed = SignedCheckpoint::parse(&note).unwrap();
         assert_eq!(parsed.checkpoint, checkpoint);
-        let public = key(1).verifying_key().to_bytes();
+        let public = public_of(1);
         parsed.verify("cloister.audit/test", &public).unwrap();
-        let other = key(2).verifying_key().to_bytes();
+        let other = public_of(2);
         assert!(matches!(
             parsed.verify("cloister.audit/test", &other),
             Err(CheckpointError::NotSignedBy { .. })

@@ -91,6 +91,14 @@ fn audit_event(origin: &str, id: &str, view: &RecordView, include_phi: bool) -> 
                 "Policy bundle loaded",
             )),
         ),
+        Event::Checkpoint(_) => (
+            coding(DCM, "110100", "Application Activity"),
+            Some(coding(
+                CLOISTER_EVENT,
+                "checkpoint",
+                "Signed audit log checkpoint",
+            )),
+        ),
         Event::StreamEnd(_) => (
             coding(DCM, "110112", "Query"),
             Some(coding(

@@ -23,9 +23,9 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use ed25519_dalek::SigningKey;
 use rand_core::{OsRng, TryRngCore as _};
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
@@ -34,11 +34,12 @@ use crate::checkpoint::Checkpoint;
 use crate::error::AuditError;
 use crate::merkle::Frontier;
 use crate::record::{
-    enclave_id, start_nonce, Event, Hex32, Record, SealedFields, Start, Truncation,
+    enclave_id, start_nonce, CheckpointRecord, Event, Hex32, Record, SealedFields, Start,
+    Truncation,
 };
 use crate::seal::{AuditorPublicKey, EpochKeys};
 use crate::segment::{read_dir, segment_name, CHECKPOINT, SEGMENTS};
-use crate::verify::check_chain;
+use crate::verify::{check_chain, Finding};
 
 /// The most records one sync covers.
 const MAX_BATCH: usize = 1024;
@@ -51,7 +52,7 @@ const LOCK: &str = "lock";
 
 /// The enclave's audit signing key: generated inside the enclave at each
 /// start, its public half bound into the evidence, never written anywhere.
-pub struct AuditSigner(SigningKey);
+pub struct AuditSigner(Ed25519KeyPair);
 
 impl core::fmt::Debug for AuditSigner {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -62,18 +63,14 @@ impl core::fmt::Debug for AuditSigner {
 impl AuditSigner {
     /// A fresh key.
     pub fn generate() -> Result<Self, AuditError> {
-        let mut seed = [0u8; 32];
-        OsRng
-            .try_fill_bytes(&mut seed)
-            .map_err(|_| AuditError::Key("no randomness".into()))?;
-        let key = SigningKey::from_bytes(&seed);
-        zeroize::Zeroize::zeroize(&mut seed);
-        Ok(Self(key))
+        Ed25519KeyPair::generate()
+            .map(Self)
+            .map_err(|_| AuditError::Key("cannot generate an Ed25519 key".into()))
     }
 
     /// The public key, for the evidence's bindings.
     pub fn public_key(&self) -> [u8; 32] {
-        self.0.verifying_key().to_bytes()
+        self.0.public_key().as_ref().try_into().unwrap_or([0; 32])
     }
 }
 
@@ -146,9 +143,34 @@ impl Recovered {
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
             .map_err(|_| AuditError::Locked(dir.display().to_string()))?;
         let contents = read_dir(dir)?;
-        let summary = check_chain(&contents).map_err(|f| AuditError::Damaged(Box::new(f)))?;
+        let (summary, finding) = check_chain(&contents);
+        let acknowledged = summary.acknowledged() as usize;
+        let tail = contents.records.get(acknowledged..).unwrap_or_default();
+        // What follows the last checkpoint was never acknowledged: at most
+        // the records of one commit a crash interrupted (which cannot hold
+        // a complete checkpoint), or records the host added. Anything else
+        // wrong is damage to the acknowledged history: refuse.
+        let tail_holds_checkpoint = tail
+            .iter()
+            .any(|r| matches!(&r.record, Ok(rec) if matches!(rec.event, Event::Checkpoint(_))));
+        if let Some(finding) = finding {
+            let in_tail = finding.seq().is_some_and(|seq| seq >= acknowledged as u64)
+                && !matches!(
+                    finding,
+                    Finding::StrayFile { .. } | Finding::SegmentMisplaced { .. }
+                );
+            if !in_tail || tail_holds_checkpoint {
+                return Err(AuditError::Damaged(Box::new(finding)));
+            }
+        } else if tail_holds_checkpoint {
+            return Err(AuditError::Damaged(Box::new(Finding::UnsignedTail {
+                from: acknowledged as u64,
+                to: contents.records.len() as u64,
+            })));
+        }
+        let cut = cut_tail(&contents, tail)?;
         let mut frontier = Frontier::default();
-        for r in &contents.records {
+        for r in contents.records.get(..acknowledged).unwrap_or_default() {
             frontier.push(r.leaf);
         }
         let origin = match summary.origin {
@@ -161,35 +183,9 @@ impl Recovered {
                 format!("cloister.audit/{}", hex::encode(id))
             }
         };
-        let cut = match &contents.torn {
-            Some(torn) => {
-                let file = OpenOptions::new()
-                    .write(true)
-                    .open(&torn.path)
-                    .map_err(|e| AuditError::io(&torn.path, &e))?;
-                file.set_len(torn.offset)
-                    .and_then(|()| file.sync_all())
-                    .map_err(|e| AuditError::io(&torn.path, &e))?;
-                tracing::warn!(
-                    segment = %torn.path.display(),
-                    bytes = torn.bytes.len(),
-                    "audit log: cut off a torn tail left by a crash (never acknowledged)"
-                );
-                Some(Truncation {
-                    segment: torn
-                        .path
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                    dropped_bytes: torn.bytes.len() as u64,
-                    dropped_sha256: Hex32(Sha256::digest(&torn.bytes).into()),
-                })
-            }
-            None => None,
-        };
-        let prev = contents
-            .records
-            .last()
+        let prev = acknowledged
+            .checked_sub(1)
+            .and_then(|i| contents.records.get(i))
             .map(|r| Hex32(r.leaf))
             .unwrap_or_default();
         Ok(Self {
@@ -256,6 +252,16 @@ impl Recovered {
             origin: self.origin.clone(),
             config: self.config.clone(),
             poisoned: None,
+            witness: None,
+        };
+        let witness_thread = match &self.config.witness_dir {
+            Some(dir) => {
+                let (tx, thread) =
+                    spawn_witness(dir.clone()).map_err(|e| AuditError::io(dir, &e))?;
+                writer.witness = Some(tx);
+                Some(thread)
+            }
+            None => None,
         };
         let start = Event::Start(Box::new(Start {
             origin: self.origin.clone(),
@@ -289,9 +295,65 @@ impl Recovered {
             enclave,
             keep_text: self.config.keep_text,
             origin: self.origin.clone(),
+            witness_thread,
             _lock: self.lock,
         })
     }
+}
+
+/// Removes the unacknowledged records `tail` and the torn bytes after them,
+/// durably, and describes what went.
+fn cut_tail(
+    contents: &crate::segment::LogContents,
+    tail: &[crate::segment::StoredRecord],
+) -> Result<Option<Truncation>, AuditError> {
+    let (path, offset) = match (tail.first(), &contents.torn) {
+        (Some(first), _) => (first.path.clone(), first.offset),
+        (None, Some(torn)) => (torn.path.clone(), torn.offset),
+        (None, None) => return Ok(None),
+    };
+    let mut dropped = Vec::new();
+    for r in tail {
+        dropped.extend_from_slice(&r.raw);
+        dropped.push(b'\n');
+    }
+    if let Some(torn) = &contents.torn {
+        dropped.extend_from_slice(&torn.bytes);
+    }
+    // Segments after the one the cut starts in hold only cut records.
+    for (_, name, _) in &contents.segments {
+        let segment = path.with_file_name(name);
+        if segment > path {
+            std::fs::remove_file(&segment).map_err(|e| AuditError::io(&segment, &e))?;
+        }
+    }
+    let file = OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(|e| AuditError::io(&path, &e))?;
+    file.set_len(offset)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| AuditError::io(&path, &e))?;
+    if let Some(parent) = path.parent() {
+        File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| AuditError::io(parent, &e))?;
+    }
+    tracing::warn!(
+        segment = %path.display(),
+        records = tail.len(),
+        bytes = dropped.len(),
+        "audit log: cut off a tail after the last checkpoint (a crash interrupted its commit; never acknowledged)"
+    );
+    Ok(Some(Truncation {
+        segment: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        dropped_records: tail.len() as u64,
+        dropped_bytes: dropped.len() as u64,
+        dropped_sha256: Hex32(Sha256::digest(&dropped).into()),
+    }))
 }
 
 fn open_segment(path: &Path) -> Result<File, AuditError> {
@@ -331,6 +393,7 @@ pub struct AuditLog {
     enclave: Hex32,
     keep_text: bool,
     origin: String,
+    witness_thread: Option<JoinHandle<()>>,
     _lock: File,
 }
 
@@ -391,20 +454,25 @@ impl AuditLog {
             }),
             SealedFields::default(),
         );
+        self.finish();
+        receipt
+    }
+
+    /// Stops the writer (it drains what is queued) and the witness.
+    fn finish(&mut self) {
         self.tx = None;
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        receipt
+        if let Some(thread) = self.witness_thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
 impl Drop for AuditLog {
     fn drop(&mut self) {
-        self.tx = None;
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.finish();
     }
 }
 
@@ -416,10 +484,11 @@ struct Writer {
     prev: Hex32,
     enclave: Hex32,
     keys: EpochKeys,
-    signer: SigningKey,
+    signer: Ed25519KeyPair,
     origin: String,
     config: LogConfig,
     poisoned: Option<String>,
+    witness: Option<mpsc::Sender<String>>,
 }
 
 impl Writer {
@@ -449,7 +518,10 @@ impl Writer {
         }
     }
 
-    /// Writes a batch durably; returns the first record's sequence number.
+    /// Writes a batch durably, followed by a checkpoint record over
+    /// everything before it, in one write and one sync: a record is
+    /// acknowledged only with a signed checkpoint covering it. Returns the
+    /// first record's sequence number.
     fn commit(
         &mut self,
         batch: Vec<(Event, SealedFields, OffsetDateTime)>,
@@ -461,10 +533,21 @@ impl Writer {
         let mut buffer = Vec::new();
         let mut frontier = self.frontier.clone();
         let mut prev = self.prev;
-        for (event, sealed, time) in batch {
+        let mut append = |record: Record, frontier: &mut Frontier, prev: &mut Hex32| {
+            let line =
+                serde_json::to_vec(&record).map_err(|e| AuditError::Encoding(e.to_string()))?;
+            let leaf = crate::merkle::leaf_hash(&line);
+            frontier.push(leaf);
+            *prev = Hex32(leaf);
+            buffer.extend_from_slice(&line);
+            buffer.push(b'\n');
+            Ok::<(), AuditError>(())
+        };
+        let mut last_time = OffsetDateTime::now_utc();
+        for (mut event, sealed, time) in batch {
             let seq = frontier.size();
-            let mut event = event;
             self.seal_into(&mut event, seq, &sealed)?;
+            last_time = time;
             let record = Record {
                 seq,
                 prev,
@@ -472,14 +555,22 @@ impl Writer {
                 enclave: self.enclave,
                 event,
             };
-            let line =
-                serde_json::to_vec(&record).map_err(|e| AuditError::Encoding(e.to_string()))?;
-            let leaf = crate::merkle::leaf_hash(&line);
-            frontier.push(leaf);
-            prev = Hex32(leaf);
-            buffer.extend_from_slice(&line);
-            buffer.push(b'\n');
+            append(record, &mut frontier, &mut prev)?;
         }
+        let note = Checkpoint {
+            origin: self.origin.clone(),
+            size: frontier.size(),
+            root: frontier.root(),
+        }
+        .sign(&self.signer);
+        let checkpoint = Record {
+            seq: frontier.size(),
+            prev,
+            time: last_time,
+            enclave: self.enclave,
+            event: Event::Checkpoint(CheckpointRecord { note: note.clone() }),
+        };
+        append(checkpoint, &mut frontier, &mut prev)?;
         if self.segment_bytes > 0
             && self.segment_bytes + buffer.len() as u64 > self.config.max_segment_bytes
         {
@@ -498,7 +589,10 @@ impl Writer {
         self.segment_bytes += buffer.len() as u64;
         self.frontier = frontier;
         self.prev = prev;
-        self.publish_checkpoint();
+        if let Some(witness) = &self.witness {
+            // Latest wins; the witness thread never holds up a commit.
+            let _ = witness.send(note);
+        }
         Ok(first_seq)
     }
 
@@ -542,25 +636,26 @@ impl Writer {
         }
         Ok(())
     }
+}
 
-    /// Signs the new tree head and writes it beside the log and to the
-    /// witness. The records are already durable: a checkpoint that cannot
-    /// be written is logged, and the next commit writes a newer one.
-    fn publish_checkpoint(&self) {
-        let note = Checkpoint {
-            origin: self.origin.clone(),
-            size: self.frontier.size(),
-            root: self.frontier.root(),
-        }
-        .sign(&self.signer);
-        let mut targets = vec![self.config.dir.clone()];
-        targets.extend(self.config.witness_dir.clone());
-        for dir in targets {
-            if let Err(e) = replace_file(&dir.join(CHECKPOINT), note.as_bytes()) {
-                tracing::warn!(dir = %dir.display(), error = %e, "audit checkpoint not written");
+/// Publishes checkpoints into a witness directory from its own thread, so
+/// a slow or failing witness never holds up a commit; when several are
+/// waiting only the newest is written.
+fn spawn_witness(dir: PathBuf) -> std::io::Result<(mpsc::Sender<String>, JoinHandle<()>)> {
+    let (tx, rx) = mpsc::channel::<String>();
+    let thread = std::thread::Builder::new()
+        .name("audit-witness".into())
+        .spawn(move || {
+            while let Ok(mut note) = rx.recv() {
+                while let Ok(newer) = rx.try_recv() {
+                    note = newer;
+                }
+                if let Err(e) = replace_file(&dir.join(CHECKPOINT), note.as_bytes()) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "audit checkpoint not published to the witness");
+                }
             }
-        }
-    }
+        })?;
+    Ok((tx, thread))
 }
 
 /// Writes `path` by rename, so a reader sees the old file or the new one.

@@ -84,7 +84,10 @@ pub enum Event {
     Query(Box<Query>),
     /// The end of a query streamed as it was generated.
     StreamEnd(StreamEnd),
-    /// A torn tail found and cut off at start.
+    /// The signed tree head over every record before this one, written in
+    /// the same write and sync as the records it follows.
+    Checkpoint(CheckpointRecord),
+    /// A torn or unacknowledged tail found and cut off at start.
     Truncation(Truncation),
     /// An orderly stop.
     Stop(Stop),
@@ -99,6 +102,7 @@ impl Event {
             Self::KeyRelease(_) => "key_release",
             Self::Query(_) => "query",
             Self::StreamEnd(_) => "stream_end",
+            Self::Checkpoint(_) => "checkpoint",
             Self::Truncation(_) => "truncation",
             Self::Stop(_) => "stop",
         }
@@ -314,13 +318,28 @@ pub struct StreamEnd {
     pub sealed: Option<String>,
 }
 
-/// A torn tail cut off when the log was opened.
+/// A checkpoint in the log: the C2SP signed note over records `0..seq`,
+/// signed by the writing enclave's audit key. Every commit ends with one,
+/// so a record is acknowledged only once a signed checkpoint covering it
+/// is durable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointRecord {
+    /// The signed note.
+    pub note: String,
+}
+
+/// A tail cut off when the log was opened: bytes a crash tore, and complete
+/// records after the last checkpoint (never acknowledged, or not written by
+/// the enclave at all).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Truncation {
-    /// The segment file.
+    /// The segment file the cut starts in.
     pub segment: String,
-    /// Bytes removed.
+    /// Complete records removed (they followed the last checkpoint).
+    pub dropped_records: u64,
+    /// Bytes removed in all.
     pub dropped_bytes: u64,
     /// SHA-256 of the bytes removed.
     pub dropped_sha256: Hex32,

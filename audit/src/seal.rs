@@ -20,15 +20,13 @@
 //! One encapsulation per epoch keeps the per-record cost to one AES-GCM
 //! call; the auditor opens one encapsulation per epoch, not per record.
 
-use aes_gcm::aead::{Aead as _, KeyInit as _, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
-use hmac::{Hmac, Mac as _};
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use aws_lc_rs::hmac;
 use hpke::aead::ExportOnlyAead;
 use hpke::kdf::HkdfSha256;
 use hpke::kem::X25519HkdfSha256;
 use hpke::{Deserializable as _, Kem as _, OpModeR, OpModeS, Serializable as _};
 use rand_core::{OsRng, TryRngCore as _};
-use sha2::Sha256;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::error::AuditError;
@@ -221,33 +219,38 @@ impl EpochKeys {
         [RECORD_AAD_LABEL, &seq.to_be_bytes(), enclave].concat()
     }
 
+    fn cipher(&self) -> Result<LessSafeKey, AuditError> {
+        UnboundKey::new(&AES_256_GCM, &self.record)
+            .map(LessSafeKey::new)
+            .map_err(|_| AuditError::Key("AES-256-GCM key".into()))
+    }
+
     /// Encrypts record `seq`'s sealed fields.
     pub fn seal(&self, seq: u64, enclave: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, AuditError> {
-        let cipher = Aes256Gcm::new((&self.record).into());
-        cipher
-            .encrypt(
-                Nonce::from_slice(&Self::nonce(seq)),
-                Payload {
-                    msg: plaintext,
-                    aad: &Self::aad(seq, enclave),
-                },
+        let mut buffer = plaintext.to_vec();
+        self.cipher()?
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(Self::nonce(seq)),
+                Aad::from(Self::aad(seq, enclave)),
+                &mut buffer,
             )
-            .map_err(|_| AuditError::Key("AES-GCM encryption failed".into()))
+            .map_err(|_| AuditError::Key("AES-GCM encryption failed".into()))?;
+        Ok(buffer)
     }
 
     /// Decrypts record `seq`'s sealed fields; fails if they were altered or
     /// moved from another record.
     pub fn open(&self, seq: u64, enclave: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>, AuditError> {
-        let cipher = Aes256Gcm::new((&self.record).into());
-        cipher
-            .decrypt(
-                Nonce::from_slice(&Self::nonce(seq)),
-                Payload {
-                    msg: ciphertext,
-                    aad: &Self::aad(seq, enclave),
-                },
+        let mut buffer = ciphertext.to_vec();
+        let plaintext = self
+            .cipher()?
+            .open_in_place(
+                Nonce::assume_unique_for_key(Self::nonce(seq)),
+                Aad::from(Self::aad(seq, enclave)),
+                &mut buffer,
             )
-            .map_err(|_| AuditError::SealedFieldsAltered { seq })
+            .map_err(|_| AuditError::SealedFieldsAltered { seq })?;
+        Ok(plaintext.to_vec())
     }
 
     /// The patient reference's pseudonym in this epoch: 128 bits, hex.
@@ -262,15 +265,12 @@ impl EpochKeys {
 }
 
 fn keyed(key: &[u8; 32], label: &[u8], data: &[u8], len: usize) -> String {
-    // HMAC takes keys of any length: 32 bytes cannot fail.
-    let Ok(mut mac) = <Hmac<Sha256> as hmac::Mac>::new_from_slice(key) else {
-        return String::new();
-    };
-    mac.update(label);
-    mac.update(&[0]);
-    mac.update(data);
-    let tag = mac.finalize().into_bytes();
-    hex::encode(tag.get(..len).unwrap_or_default())
+    let mut context = hmac::Context::with_key(&hmac::Key::new(hmac::HMAC_SHA256, key));
+    context.update(label);
+    context.update(&[0]);
+    context.update(data);
+    let tag = context.sign();
+    hex::encode(tag.as_ref().get(..len).unwrap_or_default())
 }
 
 #[cfg(test)]

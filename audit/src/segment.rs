@@ -1,7 +1,6 @@
 //! The log on disk: `DIR/segments/<first seq, 20 digits>.jsonl`, one record
-//! per line, and `DIR/checkpoint`, the latest signed checkpoint. An enclave
-//! starts a new segment each time it starts, and when one grows past its
-//! size limit.
+//! per line; checkpoints are records too. An enclave starts a new segment
+//! each time it starts, and when one grows past its size limit.
 //!
 //! Reading is shared by the writer (recovering at start) and the verifier.
 //! It never trusts what it reads: a line that does not parse is reported
@@ -17,7 +16,7 @@ use crate::record::{Record, MAX_RECORD_BYTES};
 
 /// The segments folder inside a log directory.
 pub const SEGMENTS: &str = "segments";
-/// The latest checkpoint inside a log directory.
+/// The latest checkpoint, in a witness directory.
 pub const CHECKPOINT: &str = "checkpoint";
 /// A segment file's extension.
 const SEGMENT_EXT: &str = "jsonl";
@@ -38,6 +37,10 @@ pub struct StoredRecord {
     pub record: Result<Record, String>,
     /// The segment it is in.
     pub segment: String,
+    /// The segment file.
+    pub path: PathBuf,
+    /// Where its line starts in that file.
+    pub offset: u64,
 }
 
 /// Bytes after the last complete line.
@@ -65,8 +68,6 @@ pub struct LogContents {
     pub torn: Option<TornTail>,
     /// A complete line in a non-last segment that lacks its newline.
     pub unterminated: Vec<String>,
-    /// `DIR/checkpoint`, if present.
-    pub checkpoint: Option<String>,
 }
 
 /// Reads a log directory. A directory without segments is an empty log.
@@ -107,9 +108,11 @@ pub fn read_dir(dir: &Path) -> Result<LogContents, AuditError> {
         let (lines, rest) = bytes.split_at(complete);
         // Every complete line ends in a newline; an empty line is damage
         // and is kept, as a record that does not parse.
+        let mut offset = 0u64;
         if let Some(lines) = lines.strip_suffix(b"\n") {
             for line in lines.split(|&b| b == b'\n') {
-                contents.records.push(stored(line, &name));
+                contents.records.push(stored(line, &name, &path, offset));
+                offset += line.len() as u64 + 1;
             }
         }
         if !rest.is_empty() {
@@ -121,22 +124,14 @@ pub fn read_dir(dir: &Path) -> Result<LogContents, AuditError> {
                 });
             } else {
                 contents.unterminated.push(name.clone());
-                contents.records.push(stored(rest, &name));
+                contents.records.push(stored(rest, &name, &path, offset));
             }
         }
-    }
-    let checkpoint_path = dir.join(CHECKPOINT);
-    match std::fs::read(&checkpoint_path) {
-        Ok(bytes) => {
-            contents.checkpoint = Some(String::from_utf8_lossy(&bytes).into_owned());
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(AuditError::io(&checkpoint_path, &e)),
     }
     Ok(contents)
 }
 
-fn stored(line: &[u8], segment: &str) -> StoredRecord {
+fn stored(line: &[u8], segment: &str, path: &Path, offset: u64) -> StoredRecord {
     let record = if line.len() > MAX_RECORD_BYTES {
         Err(format!(
             "a line of {} bytes is longer than any record",
@@ -150,5 +145,7 @@ fn stored(line: &[u8], segment: &str) -> StoredRecord {
         leaf: leaf_hash(line),
         record,
         segment: segment.to_owned(),
+        path: path.to_path_buf(),
+        offset,
     }
 }

@@ -10,14 +10,16 @@
 //! 3. every start record: its evidence answers the nonce of its own place in
 //!    this log, binds the audit key it announces, and — with an appraisal
 //!    policy — satisfies that policy;
-//! 4. every checkpoint (the log's own and any a witness kept): well formed,
-//!    signed by an audit key some start record's evidence binds, covering
-//!    that start record, no larger than the log, with the root the log's
-//!    first `size` records give; and each consistent with the next;
-//! 5. that signed checkpoints cover every record.
+//! 4. every checkpoint record: signed by the key of the enclave holding the
+//!    log, over exactly the records before it;
+//! 5. the last checkpoint record and every checkpoint a witness kept: well
+//!    formed, signed by an audit key some start record's evidence binds,
+//!    covering that start record, no larger than the log, with the root the
+//!    log's first `size` records give; and each consistent with the next;
+//! 6. that the log ends with a checkpoint record: nothing after the last
+//!    one was acknowledged.
 //!
-//! The writer runs steps 1 and 2 ([`check_chain`]) before it appends
-//! anything.
+//! The writer runs steps 1–4 ([`check_chain`]) before it appends anything.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -121,6 +123,14 @@ pub enum Finding {
         /// Why.
         why: String,
     },
+    /// A checkpoint record that does not verify.
+    #[error("record {seq} is a checkpoint that does not verify: {what}")]
+    BadCheckpointRecord {
+        /// The record.
+        seq: u64,
+        /// What is wrong.
+        what: String,
+    },
     /// A checkpoint that cannot be used.
     #[error("checkpoint {checkpoint}: {what}")]
     BadCheckpoint {
@@ -167,8 +177,8 @@ pub enum Finding {
         /// Why.
         why: String,
     },
-    /// Records no signed checkpoint covers.
-    #[error("records {from}..{to} are not covered by a signed checkpoint: their authenticity is unproven (an enclave signs them when it next commits or restarts)")]
+    /// Records after the last checkpoint record.
+    #[error("records {from}..{to} follow the last checkpoint: never acknowledged (a crash interrupted their commit) or not written by an enclave; the enclave cuts them off, and records that, when it restarts")]
     UnsignedTail {
         /// First unsigned record.
         from: u64,
@@ -188,7 +198,8 @@ impl Finding {
             | Self::ChainBroken { seq }
             | Self::ForeignEnclave { seq, .. }
             | Self::BadStart { seq, .. }
-            | Self::EvidenceRejected { seq, .. } => Some(*seq),
+            | Self::EvidenceRejected { seq, .. }
+            | Self::BadCheckpointRecord { seq, .. } => Some(*seq),
             Self::Truncated { records, .. } => Some(*records),
             Self::Diverged { first_suspect, .. } => Some(*first_suspect),
             Self::UnsignedTail { from, .. } => Some(*from),
@@ -218,11 +229,28 @@ pub struct ChainSummary {
     pub origin: Option<String>,
     /// Every epoch, in order.
     pub epochs: Vec<Epoch>,
+    /// The last checkpoint record that verified: its position and note.
+    pub last_checkpoint: Option<(u64, String)>,
 }
 
-/// Steps 1 and 2 (and the structural part of 3): segments, positions,
-/// chain, enclave identities, start nonces.
-pub fn check_chain(contents: &LogContents) -> Result<ChainSummary, Finding> {
+impl ChainSummary {
+    /// Records up to and including the last verified checkpoint record:
+    /// the acknowledged prefix of the log.
+    pub fn acknowledged(&self) -> u64 {
+        self.last_checkpoint.as_ref().map_or(0, |(seq, _)| seq + 1)
+    }
+}
+
+/// Steps 1 and 2 and the structural part of 3: segments, positions, chain,
+/// enclave identities, start nonces, and every checkpoint record's
+/// signature and root. Returns what it learned up to the first finding.
+pub fn check_chain(contents: &LogContents) -> (ChainSummary, Option<Finding>) {
+    let mut summary = ChainSummary::default();
+    let finding = scan(contents, &mut summary).err();
+    (summary, finding)
+}
+
+fn scan(contents: &LogContents, summary: &mut ChainSummary) -> Result<(), Finding> {
     if let Some(name) = contents.strays.first() {
         return Err(Finding::StrayFile { name: name.clone() });
     }
@@ -234,8 +262,8 @@ pub fn check_chain(contents: &LogContents) -> Result<ChainSummary, Finding> {
             });
         }
     }
-    let mut summary = ChainSummary::default();
     let records = &contents.records;
+    let mut frontier = crate::merkle::Frontier::default();
     for (i, stored) in records.iter().enumerate() {
         let position = i as u64;
         let record = stored.record.as_ref().map_err(|what| Finding::Unreadable {
@@ -265,7 +293,7 @@ pub fn check_chain(contents: &LogContents) -> Result<ChainSummary, Finding> {
             None => Hex32::default(),
         };
         if !matches!(record.event, Event::Start(_)) {
-            check_enclave(record, &mut summary)?;
+            check_enclave(record, summary)?;
         }
         if record.prev != expected_prev {
             // Either the predecessor changed (this record and its successor
@@ -280,11 +308,57 @@ pub fn check_chain(contents: &LogContents) -> Result<ChainSummary, Finding> {
                 Finding::ChainBroken { seq: position }
             });
         }
-        if matches!(record.event, Event::Start(_)) {
-            check_enclave(record, &mut summary)?;
+        match &record.event {
+            Event::Start(_) => check_enclave(record, summary)?,
+            Event::Checkpoint(c) => {
+                check_checkpoint_record(position, &c.note, summary, &frontier)?;
+                summary.last_checkpoint = Some((position, c.note.clone()));
+            }
+            _ => {}
         }
+        frontier.push(stored.leaf);
     }
-    Ok(summary)
+    Ok(())
+}
+
+/// A checkpoint record must be signed by the key of the epoch that wrote
+/// it, over exactly the records before it.
+fn check_checkpoint_record(
+    seq: u64,
+    note: &str,
+    summary: &ChainSummary,
+    before: &crate::merkle::Frontier,
+) -> Result<(), Finding> {
+    let bad = |what: String| Finding::BadCheckpointRecord { seq, what };
+    let parsed = SignedCheckpoint::parse(note).map_err(|e| bad(e.to_string()))?;
+    let origin = summary.origin.as_deref().unwrap_or_default();
+    if parsed.checkpoint.origin != origin {
+        return Err(bad(format!("it is for log {:?}", parsed.checkpoint.origin)));
+    }
+    let epoch = summary
+        .epochs
+        .last()
+        .ok_or_else(|| bad("no enclave holds the log".into()))?;
+    parsed
+        .verify(origin, &epoch.start.audit_key.0)
+        .map_err(|e| {
+            bad(format!(
+                "{e} (the key of the enclave that started at record {})",
+                epoch.seq
+            ))
+        })?;
+    if parsed.checkpoint.size != seq {
+        return Err(bad(format!(
+            "it covers {} records, not the {seq} before it",
+            parsed.checkpoint.size
+        )));
+    }
+    if parsed.checkpoint.root != before.root() {
+        return Err(bad(
+            "its root is not the root of the records before it".into()
+        ));
+    }
+    Ok(())
 }
 
 fn check_enclave(record: &Record, summary: &mut ChainSummary) -> Result<(), Finding> {
@@ -410,11 +484,11 @@ impl Report {
 /// Reads and verifies the log in `dir`.
 pub fn verify(dir: &Path, options: &VerifyOptions) -> Result<Report, AuditError> {
     let contents = read_dir(dir)?;
-    Ok(verify_contents(&contents, dir, options))
+    Ok(verify_contents(&contents, options))
 }
 
 /// Verifies what [`read_dir`] read.
-pub fn verify_contents(contents: &LogContents, dir: &Path, options: &VerifyOptions) -> Report {
+pub fn verify_contents(contents: &LogContents, options: &VerifyOptions) -> Report {
     let leaves: Vec<Hash> = contents.records.iter().map(|r| r.leaf).collect();
     let mut report = Report {
         valid: true,
@@ -434,10 +508,10 @@ pub fn verify_contents(contents: &LogContents, dir: &Path, options: &VerifyOptio
             torn.path.display()
         ));
     }
-    let summary = match check_chain(contents) {
-        Ok(summary) => summary,
-        Err(finding) => return report.fail(finding),
-    };
+    let (summary, finding) = check_chain(contents);
+    if let Some(finding) = finding {
+        return report.fail(finding);
+    }
     report.origin.clone_from(&summary.origin);
     for (i, epoch) in summary.epochs.iter().enumerate() {
         let end = summary
@@ -489,15 +563,8 @@ pub fn verify_contents(contents: &LogContents, dir: &Path, options: &VerifyOptio
         );
     }
     let mut sources: Vec<(String, String)> = Vec::new();
-    if let Some(own) = &contents.checkpoint {
-        sources.push((
-            dir.join(crate::segment::CHECKPOINT).display().to_string(),
-            own.clone(),
-        ));
-    } else if !leaves.is_empty() {
-        report
-            .warnings
-            .push("the log directory has no checkpoint file".into());
+    if let Some((seq, note)) = &summary.last_checkpoint {
+        sources.push((format!("record {seq}"), note.clone()));
     }
     sources.extend(options.checkpoints.iter().cloned());
     let mut agreeing: BTreeMap<u64, Hash> = BTreeMap::new();
@@ -547,11 +614,11 @@ pub fn verify_contents(contents: &LogContents, dir: &Path, options: &VerifyOptio
             }
         }
     }
-    let signed_through = agreeing.keys().next_back().copied().unwrap_or(0);
+    let acknowledged = summary.acknowledged();
     let records = report.records;
-    if signed_through < records {
+    if acknowledged < records {
         return report.fail(Finding::UnsignedTail {
-            from: signed_through,
+            from: acknowledged,
             to: records,
         });
     }

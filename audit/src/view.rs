@@ -30,7 +30,10 @@ impl LogView {
     /// Reads `dir`.
     pub fn open(dir: &Path) -> Result<Self, AuditError> {
         let contents = read_dir(dir)?;
-        let summary = check_chain(&contents).map_err(|f| AuditError::Damaged(Box::new(f)))?;
+        let (summary, finding) = check_chain(&contents);
+        if let Some(finding) = finding {
+            return Err(AuditError::Damaged(Box::new(finding)));
+        }
         Ok(Self { contents, summary })
     }
 
@@ -107,12 +110,12 @@ impl Filter {
         {
             return Ok(false);
         }
-        if self
-            .kind
-            .as_deref()
-            .is_some_and(|k| k != record.event.kind())
-        {
-            return Ok(false);
+        match self.kind.as_deref() {
+            Some(kind) if kind != record.event.kind() => return Ok(false),
+            // Checkpoint records are the log's own machinery: shown only
+            // when asked for.
+            None if matches!(record.event, Event::Checkpoint(_)) => return Ok(false),
+            _ => {}
         }
         let wants_query = self.principal.is_some()
             || self.role.is_some()
@@ -256,7 +259,7 @@ pub struct InclusionProof {
     pub signed_by_epoch: u64,
 }
 
-/// Proves record `seq` against the log's own checkpoint.
+/// Proves record `seq` against the log's last checkpoint record.
 pub fn prove(view: &LogView, seq: u64) -> Result<InclusionProof, AuditError> {
     let damaged = |what: String| {
         AuditError::Damaged(Box::new(crate::verify::Finding::BadCheckpoint {
@@ -265,9 +268,10 @@ pub fn prove(view: &LogView, seq: u64) -> Result<InclusionProof, AuditError> {
         }))
     };
     let text = view
-        .contents
-        .checkpoint
-        .as_deref()
+        .summary
+        .last_checkpoint
+        .as_ref()
+        .map(|(_, note)| note.as_str())
         .ok_or_else(|| damaged("the log has no checkpoint to prove against".into()))?;
     let note = SignedCheckpoint::parse(text).map_err(|e| damaged(e.to_string()))?;
     let origin = view.summary.origin.clone().unwrap_or_default();

@@ -13,6 +13,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use aws_lc_rs::signature::Ed25519KeyPair;
 use cloister_audit::checkpoint::Checkpoint;
 use cloister_audit::record::Outcome;
 use cloister_audit::verify::{verify, Finding, Report, VerifyOptions};
@@ -38,7 +39,9 @@ fn write_log(dir: &Path, auditor: &AuditorKey, n: usize) {
         let (event, sealed) = common::query(&log, &format!("dr-{i}"), patient, outcome);
         let receipt = log.append(event, sealed).unwrap();
         if let Some(last) = last {
-            assert_eq!(receipt.seq, last + 1);
+            // One append at a time: each is its own commit, a record and
+            // the checkpoint after it.
+            assert_eq!(receipt.seq, last + 2);
         }
         last = Some(receipt.seq);
     }
@@ -60,6 +63,15 @@ fn finding(dir: &Path, extra: &[(&str, String)]) -> Finding {
     let report = check(dir, extra);
     assert!(!report.valid, "expected an invalid log: {report:#?}");
     report.finding.unwrap()
+}
+
+fn last_checkpoint(dir: &Path) -> String {
+    LogView::open(dir)
+        .unwrap()
+        .summary
+        .last_checkpoint
+        .unwrap()
+        .1
 }
 
 fn segment(dir: &Path) -> PathBuf {
@@ -94,10 +106,12 @@ fn a_written_log_verifies_with_its_evidence_appraised_and_reads_back_with_the_au
     write_log(dir.path(), &auditor, 9);
     let report = check(dir.path(), &[]);
     assert!(report.valid, "{report:#?}");
-    assert_eq!(report.records, 11);
+    // Each commit is its records and a checkpoint record: start, 9
+    // queries and the stop, each committed alone here.
+    assert_eq!(report.records, 22);
     assert_eq!(report.epochs.len(), 1);
     assert!(report.epochs[0].appraisal.is_some());
-    assert_eq!(report.checkpoints[0].size, 11);
+    assert_eq!(report.checkpoints[0].size, 21);
 
     // The host sees pseudonyms and ciphertext only.
     let raw = std::fs::read_to_string(segment(dir.path())).unwrap();
@@ -151,7 +165,7 @@ fn a_written_log_verifies_with_its_evidence_appraised_and_reads_back_with_the_au
 
     // Every record has an inclusion proof a third party can check; a proof
     // for an altered record, or under another key, fails.
-    for seq in 0..11 {
+    for seq in 0..21 {
         let proof = prove(&view, seq).unwrap();
         check_proof(&proof, None).unwrap();
         let mut altered = proof.clone();
@@ -159,7 +173,10 @@ fn a_written_log_verifies_with_its_evidence_appraised_and_reads_back_with_the_au
         assert!(check_proof(&altered, None).is_err() || !proof.record.contains("dr-"));
         assert!(check_proof(&proof, Some(&[1; 32])).is_err());
     }
-    assert!(prove(&view, 11).is_err());
+    assert!(
+        prove(&view, 21).is_err(),
+        "the last checkpoint does not cover itself"
+    );
 
     // FHIR: pseudonyms unless PHI is asked for.
     let records = select(&view, Some(&auditor), &Filter::default()).unwrap();
@@ -194,11 +211,28 @@ fn appends_from_many_threads_share_syncs_and_all_land_in_order() {
         .flat_map(|t| t.join().unwrap())
         .collect();
     seqs.sort_unstable();
-    assert_eq!(seqs, (1..=640).collect::<Vec<_>>());
+    seqs.dedup();
+    assert_eq!(seqs.len(), 640);
     drop(log);
     let report = check(dir.path(), &[]);
     assert!(report.valid, "{:?}", report.finding);
-    assert_eq!(report.records, 641);
+    let view = LogView::open(dir.path()).unwrap();
+    let queries: Vec<u64> = select(
+        &view,
+        None,
+        &Filter {
+            kind: Some("query".into()),
+            ..Filter::default()
+        },
+    )
+    .unwrap()
+    .iter()
+    .map(|r| r.record.seq)
+    .collect();
+    assert_eq!(queries, seqs, "every receipt names its query record");
+    let commits = report.records - 640 - 1;
+    eprintln!("640 appends from 16 threads took {commits} commits");
+    assert!(commits < 640, "no commit was shared");
 }
 
 #[test]
@@ -206,13 +240,13 @@ fn a_restarted_enclave_takes_over_the_log_and_old_checkpoints_stay_consistent() 
     let dir = tmp();
     let auditor = AuditorKey::generate().unwrap();
     write_log(dir.path(), &auditor, 3);
-    let witness = std::fs::read_to_string(dir.path().join("checkpoint")).unwrap();
+    let witness = last_checkpoint(dir.path());
     write_log(dir.path(), &auditor, 4);
     let report = check(dir.path(), &[("witness", witness)]);
     assert!(report.valid, "{:?}", report.finding);
     assert_eq!(report.epochs.len(), 2);
-    assert_eq!(report.epochs[1].seq, 5);
-    assert_eq!(report.records, 11);
+    assert_eq!(report.epochs[1].seq, 10);
+    assert_eq!(report.records, 22);
     assert_eq!(report.checkpoints.len(), 2);
     // Both epochs' sealed fields open.
     let view = LogView::open(dir.path()).unwrap();
@@ -258,6 +292,7 @@ fn a_torn_tail_is_reported_then_cut_off_and_recorded_at_restart() {
     assert_eq!(cuts.len(), 1);
     let json = serde_json::to_value(&cuts[0].record).unwrap();
     assert_eq!(json["event"]["dropped_bytes"], 19);
+    assert_eq!(json["event"]["dropped_records"], 0);
 }
 
 #[test]
@@ -292,24 +327,34 @@ fn an_edited_record_is_named() {
     write_log(dir.path(), &auditor, 5);
     let path = segment(dir.path());
     let mut all = lines(&path);
-    all[3] = all[3].replace("\"dr-2\"", "\"dr-X\"");
+    let at = all.iter().position(|l| l.contains("\"dr-2\"")).unwrap();
+    all[at] = all[at].replace("\"dr-2\"", "\"dr-X\"");
     write_lines(&path, &all);
-    assert_eq!(finding(dir.path(), &[]), Finding::Altered { seq: 3 });
+    assert_eq!(
+        finding(dir.path(), &[]),
+        Finding::Altered { seq: at as u64 }
+    );
 }
 
 #[test]
-fn an_edited_last_record_breaks_the_signed_checkpoint() {
+fn an_edited_last_record_or_checkpoint_is_named() {
     let dir = tmp();
     let auditor = AuditorKey::generate().unwrap();
     write_log(dir.path(), &auditor, 2);
     let path = segment(dir.path());
-    let mut all = lines(&path);
-    let last = all.len() - 1;
-    all[last] = all[last].replace("test over", "test OVER");
+    let original = lines(&path);
+    // The stop record, then the checkpoint record after it.
+    let mut all = original.clone();
+    all[6] = all[6].replace("test over", "test OVER");
+    write_lines(&path, &all);
+    assert_eq!(finding(dir.path(), &[]), Finding::Altered { seq: 6 });
+    let mut all = original.clone();
+    all[7] = all[7].replacen("\\n7\\n", "\\n9\\n", 1);
+    assert_ne!(all[7], original[7]);
     write_lines(&path, &all);
     assert!(matches!(
         finding(dir.path(), &[]),
-        Finding::Diverged { size: 4, .. }
+        Finding::BadCheckpointRecord { seq: 7, .. }
     ));
 }
 
@@ -357,19 +402,21 @@ fn a_tail_deleted_after_a_witnessed_checkpoint_is_named() {
     }
     drop(log);
     let witnessed = std::fs::read_to_string(witness_dir.path().join("checkpoint")).unwrap();
-    assert!(witnessed.contains("\n6\n"));
-    // The host cuts the last two records and replaces the log's own
-    // checkpoint with an older one it kept.
+    assert!(witnessed.contains("\n11\n"), "{witnessed}");
+    // The host cuts the last commit (a query and its checkpoint).
     let path = segment(dir.path());
     let all = lines(&path);
-    write_lines(&path, &all[..4]);
-    std::fs::remove_file(dir.path().join("checkpoint")).unwrap();
+    write_lines(&path, &all[..10]);
+    assert!(
+        check(dir.path(), &[]).valid,
+        "without the witness the cut is invisible"
+    );
     assert_eq!(
         finding(dir.path(), &[("witness", witnessed.clone())]),
         Finding::Truncated {
             checkpoint: "witness".into(),
-            size: 6,
-            records: 4
+            size: 11,
+            records: 10
         }
     );
     // Even after a new enclave appends past the cut, the witness's
@@ -382,7 +429,7 @@ fn a_tail_deleted_after_a_witnessed_checkpoint_is_named() {
     drop(log);
     let report = check(dir.path(), &[("witness", witnessed)]);
     assert!(
-        matches!(report.finding, Some(Finding::Diverged { size: 6, .. })),
+        matches!(report.finding, Some(Finding::Diverged { size: 11, .. })),
         "{:?}",
         report.finding
     );
@@ -429,28 +476,55 @@ fn a_checkpoint_signed_by_a_key_not_in_the_evidence_is_refused() {
         size: leaves.len() as u64,
         root: cloister_audit::merkle::root(&leaves),
     }
-    .sign(&ed25519_dalek::SigningKey::from_bytes(&[42; 32]));
-    std::fs::write(dir.path().join("checkpoint"), forged).unwrap();
+    .sign(&Ed25519KeyPair::from_seed_unchecked(&[42; 32]).unwrap());
     assert!(matches!(
-        finding(dir.path(), &[]),
+        finding(dir.path(), &[("forged", forged)]),
         Finding::UnknownSigner { .. }
     ));
 }
 
 #[test]
-fn records_after_the_last_checkpoint_are_not_taken_on_trust() {
+fn records_after_the_last_checkpoint_are_not_taken_on_trust_and_are_cut_at_restart() {
     let dir = tmp();
     let auditor = AuditorKey::generate().unwrap();
     write_log(dir.path(), &auditor, 3);
-    let old = std::fs::read_to_string(dir.path().join("checkpoint")).unwrap();
-    // A restart appends a start record; the host puts the older checkpoint
-    // back in place of the one that covers it.
-    drop(common::start(dir.path(), &auditor));
-    std::fs::write(dir.path().join("checkpoint"), old).unwrap();
+    // The host appends a record that chains correctly (anyone can compute
+    // the hashes), then the torn start of a checkpoint, as a crash in the
+    // middle of a commit would leave.
+    let path = segment(dir.path());
+    let all = lines(&path);
+    let mut forged: serde_json::Value = serde_json::from_str(&all[2]).unwrap();
+    forged["seq"] = serde_json::json!(all.len());
+    forged["prev"] = serde_json::json!(hex::encode(cloister_audit::merkle::leaf_hash(
+        all.last().unwrap().as_bytes()
+    )));
+    forged["event"]["principal"] = serde_json::json!("forged-principal");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend_from_slice(forged.to_string().as_bytes());
+    bytes.extend_from_slice(b"\n{\"seq\":11,\"prev\":");
+    std::fs::write(&path, bytes).unwrap();
     assert_eq!(
         finding(dir.path(), &[]),
-        Finding::UnsignedTail { from: 5, to: 6 }
+        Finding::UnsignedTail { from: 10, to: 11 }
     );
+
+    drop(common::start(dir.path(), &auditor));
+    let report = check(dir.path(), &[]);
+    assert!(report.valid, "{:?}", report.finding);
+    let raw = std::fs::read_to_string(&path).unwrap();
+    assert!(!raw.contains("forged-principal"));
+    let view = LogView::open(dir.path()).unwrap();
+    let cut = select(
+        &view,
+        None,
+        &Filter {
+            kind: Some("truncation".into()),
+            ..Filter::default()
+        },
+    )
+    .unwrap();
+    let json = serde_json::to_value(&cut[0].record).unwrap();
+    assert_eq!(json["event"]["dropped_records"], 1);
 }
 
 #[test]

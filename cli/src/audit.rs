@@ -445,18 +445,21 @@ fn row(view: &RecordView) -> String {
                         .map(|p| format!("~{}", p.get(..12).unwrap_or(p)))
                 })
                 .unwrap_or_default();
-            let decisions: Vec<String> = q
-                .policy
-                .iter()
-                .flat_map(|p| p.input.iter().chain(p.output.iter().flatten()))
-                .map(|d| {
-                    if d.reasons.is_empty() {
-                        format!("{}:{}", d.module, d.effect)
-                    } else {
-                        format!("{}:{}({})", d.module, d.effect, d.reasons.join(","))
-                    }
-                })
-                .collect();
+            let decision = |d: &cloister_audit::record::ModuleDecision| {
+                if d.reasons.is_empty() {
+                    format!("{}:{}", d.module, d.effect)
+                } else {
+                    format!("{}:{}({})", d.module, d.effect, d.reasons.join(","))
+                }
+            };
+            let mut decisions: Vec<String> = Vec::new();
+            if let Some(p) = &q.policy {
+                decisions.extend(p.input.iter().map(decision));
+                if let Some(output) = &p.output {
+                    decisions.push("|".into());
+                    decisions.extend(output.iter().map(decision));
+                }
+            }
             let outcome = match &q.reason {
                 Some(reason) => format!("{} {reason}", q.outcome.as_str()),
                 None => q.outcome.as_str().to_owned(),
@@ -471,65 +474,48 @@ fn row(view: &RecordView) -> String {
                 decisions.join(" "),
             )
         }
-        Event::Start(s) => (
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            format!("{} evidence", s.evidence.tee),
-            String::new(),
-        ),
-        Event::StreamEnd(s) => (
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            format!("ends {}", s.query),
-            String::new(),
-        ),
-        Event::Truncation(t) => (
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            format!("cut {} bytes", t.dropped_bytes),
-            String::new(),
-        ),
-        Event::KeyRelease(k) => (
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            format!("{} {}", k.bundle, k.key_id),
-            String::new(),
-        ),
-        Event::PolicyLoad(p) => (
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            p.name.clone(),
-            p.modules.join(","),
-        ),
-        Event::Stop(s) => (
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            s.reason.clone(),
-            String::new(),
-        ),
+        other => {
+            let (what, detail) = event_summary(other);
+            let none = String::new;
+            (none(), none(), none(), none(), none(), what, detail)
+        }
     };
     format!(
         "{:>6}  {:<20}  {:<11}  {:<14}  {:<11}  {:<6}  {:<18}  {:<10}  {:<15}  {}",
         record.seq, time, kind, principal, role, purpose, patient, task, outcome, decisions
     )
+}
+
+/// What a table row says of a record that is not a query.
+fn event_summary(event: &Event) -> (String, String) {
+    match event {
+        Event::Start(s) => (format!("{} evidence", s.evidence.tee), s.software.clone()),
+        Event::StreamEnd(s) => (
+            format!("ends {}", s.query),
+            if s.completed {
+                "completed"
+            } else {
+                "ended early"
+            }
+            .to_owned(),
+        ),
+        Event::Truncation(t) => (
+            format!("cut {} records", t.dropped_records),
+            format!("{} bytes from {}", t.dropped_bytes, t.segment),
+        ),
+        Event::KeyRelease(k) => (k.bundle.clone(), format!("key {} v{}", k.key_id, k.version)),
+        Event::PolicyLoad(p) => (p.name.clone(), p.modules.join(",")),
+        Event::Stop(s) => (s.reason.clone(), String::new()),
+        Event::Checkpoint(c) => (
+            c.note
+                .lines()
+                .nth(1)
+                .map(|size| format!("size {size}"))
+                .unwrap_or_default(),
+            String::new(),
+        ),
+        Event::Query(_) => (String::new(), String::new()),
+    }
 }
 
 fn export(

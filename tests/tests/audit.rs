@@ -73,10 +73,8 @@ fn every_request_is_recorded_and_the_auditor_can_verify_read_export_and_prove_it
     };
     let (denied_seq, unauth_seq, rejected_seq) =
         (seq_of(&denied), seq_of(&unauthenticated), seq_of(&rejected));
-    assert_eq!(
-        [denied_seq, unauth_seq, rejected_seq],
-        [answered_seq + 1, answered_seq + 2, answered_seq + 3]
-    );
+    // In order; each commit also writes a checkpoint record.
+    assert!(answered_seq < denied_seq && denied_seq < unauth_seq && unauth_seq < rejected_seq);
 
     // What the host keeps: no prompt, no answer, no patient reference.
     let segments = std::fs::read_dir(cluster.audit_dir().join("segments")).unwrap();
@@ -110,11 +108,7 @@ fn every_request_is_recorded_and_the_auditor_can_verify_read_export_and_prove_it
     assert_eq!(report["evidence_appraised"], true);
     assert_eq!(report["origin"], origin.as_str());
     let total = report["records"].as_u64().unwrap();
-    assert_eq!(
-        total,
-        rejected_seq + 2,
-        "start, policy load, 4 queries, stop"
-    );
+    assert!(total > rejected_seq + 1, "the stop follows the queries");
 
     // Search with the auditor key: by patient, by module decision, by outcome.
     let (code, found) = audit_json(
@@ -316,19 +310,23 @@ fn the_audit_key_is_bound_into_the_enclaves_evidence() {
 
 #[test]
 fn a_log_the_enclave_cannot_take_over_stops_it_from_serving() {
-    let mut cluster = Cluster::prepare("audit-damaged", "").unwrap();
-    let segments = cluster.audit_dir().join("segments");
-    std::fs::create_dir_all(&segments).unwrap();
-    std::fs::write(
-        segments.join("00000000000000000000.jsonl"),
-        "{\"not\": \"a record\"}\n",
-    )
-    .unwrap();
+    // A log with acknowledged history, then the host edits a record in it.
+    let mut cluster = Cluster::start("audit-damaged").unwrap();
+    cluster.shutdown().unwrap();
+    let segment = std::fs::read_dir(cluster.audit_dir().join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .next()
+        .unwrap();
+    let original = std::fs::read_to_string(&segment).unwrap();
+    let edited = original.replacen("\"name\":\"standard\"", "\"name\":\"lenient\"", 1);
+    assert_ne!(original, edited);
+    std::fs::write(&segment, edited).unwrap();
     cluster.launch(&[]).unwrap();
     let log = cluster
         .wait_for_log("cannot take over the audit log")
         .unwrap();
-    assert!(log.contains("record 0"), "{log}");
+    assert!(log.contains("record 2 was altered"), "{log}");
     assert!(cluster.status().unwrap()["enclaves"][0]["state"] != "running");
 }
 
