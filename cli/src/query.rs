@@ -138,6 +138,7 @@ async fn query(args: &QueryArgs, policy: AppraisalPolicy, token: &str) -> ExitCo
                     println!("Answer ({}):\n{}", answer.model, answer.text);
                 }
                 print_policy(answer.raw.pointer("/cloister/policy"));
+                print_audit(answer.raw.pointer("/cloister/audit"));
             }
             ExitCode::SUCCESS
         }
@@ -156,6 +157,7 @@ async fn query(args: &QueryArgs, policy: AppraisalPolicy, token: &str) -> ExitCo
                 println!("{out:#}");
             } else if let ClientError::Api { cloister, .. } = &e {
                 print_policy(cloister.pointer("/policy"));
+                print_audit(cloister.pointer("/audit"));
             }
             if e.is_attestation() {
                 eprintln!("cloister query: REFUSED, nothing was sent: {e}");
@@ -164,6 +166,17 @@ async fn query(args: &QueryArgs, policy: AppraisalPolicy, token: &str) -> ExitCo
             }
             ExitCode::from(code)
         }
+    }
+}
+
+/// Where the enclave recorded the request, so an auditor can find it.
+fn print_audit(audit: Option<&Value>) {
+    if let Some(audit) = audit {
+        println!(
+            "Audit record {} in {}",
+            audit.get("record").and_then(Value::as_u64).map_or("?".into(), |r| r.to_string()),
+            audit.get("log").and_then(Value::as_str).unwrap_or("?")
+        );
     }
 }
 
@@ -246,5 +259,12 @@ pub(crate) fn print_trust(endpoint: &str, peer: &AttestedPeer) {
             format!("bundle {} (committed in the evidence)", hex::encode(bundle))
         }
     );
+    let audit_key = &peer.bindings.audit_key;
+    if !audit_key.is_empty() {
+        println!(
+            "  audit key    {} (committed in the evidence; it signs the audit log)",
+            hex::encode(audit_key)
+        );
+    }
     println!("  freshness    fresh evidence bound to our nonce and this TLS key: verified");
 }
