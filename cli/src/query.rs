@@ -174,7 +174,10 @@ fn print_audit(audit: Option<&Value>) {
     if let Some(audit) = audit {
         println!(
             "Audit record {} in {}",
-            audit.get("record").and_then(Value::as_u64).map_or("?".into(), |r| r.to_string()),
+            audit
+                .get("record")
+                .and_then(Value::as_u64)
+                .map_or("?".into(), |r| r.to_string()),
             audit.get("log").and_then(Value::as_str).unwrap_or("?")
         );
     }
