@@ -251,7 +251,7 @@ impl Recovered {
             signer: signer.0,
             origin: self.origin.clone(),
             config: self.config.clone(),
-            poisoned: None,
+            poisoned: Poison::default(),
             witness: None,
         };
         let witness_thread = match &self.config.witness_dir {
@@ -283,6 +283,7 @@ impl Recovered {
         }
         writer.commit(first)?;
         let keys_for_callers = writer.keys.clone();
+        let poisoned = writer.poisoned.clone();
         let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE);
         let thread = std::thread::Builder::new()
             .name("audit-writer".into())
@@ -296,6 +297,7 @@ impl Recovered {
             keep_text: self.config.keep_text,
             origin: self.origin.clone(),
             witness_thread,
+            poisoned,
             _lock: self.lock,
         })
     }
@@ -394,6 +396,7 @@ pub struct AuditLog {
     keep_text: bool,
     origin: String,
     witness_thread: Option<JoinHandle<()>>,
+    poisoned: Poison,
     _lock: File,
 }
 
@@ -419,6 +422,16 @@ impl AuditLog {
         })
         .map_err(|_| AuditError::Closed)?;
         answer.recv().map_err(|_| AuditError::Closed)?
+    }
+
+    /// Whether the log still accepts records: after a failed write or sync it
+    /// does not, until the enclave restarts and recovers it. The enclave's
+    /// health check reports this, so the host restarts it.
+    pub fn health(&self) -> Result<(), AuditError> {
+        match self.poisoned.get() {
+            Some(why) => Err(AuditError::Poisoned(why)),
+            None => Ok(()),
+        }
     }
 
     /// This epoch's pseudonym of a patient reference.
@@ -476,6 +489,26 @@ impl Drop for AuditLog {
     }
 }
 
+/// Set once a write or sync has failed; shared by the writer and the
+/// handle callers hold.
+#[derive(Debug, Clone, Default)]
+struct Poison(std::sync::Arc<std::sync::Mutex<Option<String>>>);
+
+impl Poison {
+    fn get(&self) -> Option<String> {
+        match self.0.lock() {
+            Ok(why) => why.clone(),
+            Err(_) => Some("the audit writer panicked".into()),
+        }
+    }
+
+    fn set(&self, why: String) {
+        if let Ok(mut slot) = self.0.lock() {
+            slot.get_or_insert(why);
+        }
+    }
+}
+
 struct Writer {
     segment: File,
     segment_path: PathBuf,
@@ -487,7 +520,7 @@ struct Writer {
     signer: Ed25519KeyPair,
     origin: String,
     config: LogConfig,
-    poisoned: Option<String>,
+    poisoned: Poison,
     witness: Option<mpsc::Sender<String>>,
 }
 
@@ -526,8 +559,8 @@ impl Writer {
         &mut self,
         batch: Vec<(Event, SealedFields, OffsetDateTime)>,
     ) -> Result<u64, AuditError> {
-        if let Some(why) = &self.poisoned {
-            return Err(AuditError::Poisoned(why.clone()));
+        if let Some(why) = self.poisoned.get() {
+            return Err(AuditError::Poisoned(why));
         }
         let first_seq = self.frontier.size();
         let mut buffer = Vec::new();
@@ -583,7 +616,7 @@ impl Writer {
         if let Err(e) = written {
             let why = format!("{}: {e}", self.segment_path.display());
             tracing::error!(error = %why, "audit log write or sync failed; no more records are accepted");
-            self.poisoned = Some(why.clone());
+            self.poisoned.set(why.clone());
             return Err(AuditError::Poisoned(why));
         }
         self.segment_bytes += buffer.len() as u64;
@@ -606,7 +639,7 @@ impl Writer {
                 Ok(())
             }
             Err(e) => {
-                self.poisoned = Some(e.to_string());
+                self.poisoned.set(e.to_string());
                 Err(e)
             }
         }

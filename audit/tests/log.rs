@@ -556,3 +556,52 @@ fn a_policy_that_does_not_accept_the_evidence_fails_verification() {
         .iter()
         .any(|w| w.contains("not appraised")));
 }
+
+#[test]
+fn an_append_that_cannot_be_made_durable_is_refused_and_so_is_every_later_one() {
+    let dir = tmp();
+    let auditor = AuditorKey::generate().unwrap();
+    let mut config = LogConfig::new(dir.path().to_path_buf(), auditor.public());
+    // Every commit after the first starts a new segment file.
+    config.max_segment_bytes = 1;
+    let log = common::start_with(config).unwrap();
+    let (event, sealed) = common::query(&log, "dr-0", "MRN-1", Outcome::Answered);
+    log.append(event, sealed).unwrap();
+    log.health().unwrap();
+    // The host takes the segments directory away (root included: a file
+    // where the directory was).
+    let segments = dir.path().join("segments");
+    let moved = dir.path().join("segments.moved");
+    std::fs::rename(&segments, &moved).unwrap();
+    std::fs::write(&segments, b"not a directory").unwrap();
+    let (event, sealed) = common::query(&log, "dr-1", "MRN-1", Outcome::Answered);
+    assert!(log.append(event, sealed).is_err());
+    assert!(matches!(log.health(), Err(AuditError::Poisoned(_))));
+    // Even with the directory back, nothing more is accepted.
+    std::fs::remove_file(&segments).unwrap();
+    std::fs::rename(&moved, &segments).unwrap();
+    let (event, sealed) = common::query(&log, "dr-2", "MRN-1", Outcome::Answered);
+    assert!(matches!(
+        log.append(event, sealed),
+        Err(AuditError::Poisoned(_))
+    ));
+    drop(log);
+    // A restart recovers: the refused records are not there, the log verifies.
+    drop(common::start(dir.path(), &auditor));
+    let report = check(dir.path(), &[]);
+    assert!(report.valid, "{:?}", report.finding);
+    let view = LogView::open(dir.path()).unwrap();
+    let principals: Vec<_> = select(
+        &view,
+        None,
+        &Filter {
+            kind: Some("query".into()),
+            ..Filter::default()
+        },
+    )
+    .unwrap()
+    .into_iter()
+    .map(|r| serde_json::to_value(&r.record).unwrap()["event"]["principal"].clone())
+    .collect();
+    assert_eq!(principals, [serde_json::json!("dr-0")]);
+}

@@ -13,10 +13,18 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-const WAT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../policies/modules/size-limit/size-limit.wat"
-);
+/// The WAT module, found at run time: a test binary the shared build cache
+/// kept from a checkout elsewhere must not look there.
+fn wat() -> String {
+    format!(
+        "{}/../policies/modules/size-limit/size-limit.wat",
+        manifest_dir()
+    )
+}
+
+fn manifest_dir() -> String {
+    std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned())
+}
 
 fn cloister(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cloister"))
@@ -45,7 +53,7 @@ fn json(out: &Output) -> Value {
 fn built(d: &Path) -> (PathBuf, String) {
     std::fs::write(
         d.join("policy.toml"),
-        format!("abi = 1\nname = \"cli\"\n[[modules]]\nname = \"size-limit\"\nfile = {WAT:?}\ngates = [\"input\"]\n"),
+        format!("abi = 1\nname = \"cli\"\n[[modules]]\nname = \"size-limit\"\nfile = {:?}\ngates = [\"input\"]\n", wat()),
     )
     .unwrap();
     let bundle = d.join("bundle");
@@ -188,11 +196,11 @@ fn eval_exits_by_the_decision_and_reports_timing() {
 #[test]
 fn test_runs_cases_and_fails_on_a_wrong_expectation() {
     let d = dir("cases");
-    let cases = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../policies/modules/size-limit/cases.toml"
+    let cases = &format!(
+        "{}/../policies/modules/size-limit/cases.toml",
+        manifest_dir()
     );
-    let out = cloister(&["policy", "test", WAT, "--cases", cases, "--json"]);
+    let out = cloister(&["policy", "test", &wat(), "--cases", cases, "--json"]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -207,7 +215,7 @@ fn test_runs_cases_and_fails_on_a_wrong_expectation() {
         "[[case]]\nname = \"expects a denial it will not get\"\nexpect = \"deny\"\nrequest = { role = \"r\", purpose_of_use = \"p\", task = \"t\", time = \"2026-12-01T00:00:00Z\", text = \"short\" }\n",
     )
     .unwrap();
-    let out = cloister(&["policy", "test", WAT, "--cases", &s(&wrong)]);
+    let out = cloister(&["policy", "test", &wat(), "--cases", &s(&wrong)]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("expected deny, got allow"));
 }

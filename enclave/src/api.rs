@@ -188,10 +188,26 @@ fn bearer_caller(headers: &HeaderMap, state: &AppState) -> Result<Caller, TokenE
     Ok(caller)
 }
 
-async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+/// Healthy only while the audit log accepts records: an enclave that can
+/// no longer record answers nothing, and a failing health check makes the
+/// host restart it, which recovers the log.
+async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     let tee = state.identity.tee();
-    Json(json!({
-        "status": "ok",
+    let (status, code, audit) = match state.audit.health() {
+        Ok(()) => (
+            StatusCode::OK,
+            "ok",
+            json!({ "log": state.audit.origin(), "enclave": state.audit.enclave().to_string() }),
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_unavailable",
+            json!({ "log": state.audit.origin(), "error": e.to_string() }),
+        ),
+    };
+    let body = Json(json!({
+        "status": code,
+        "audit": audit,
         "tee": tee.name(),
         "insecure": tee.is_insecure(),
         "engine": state.engine.as_ref().map(|e| e.model_id()),
@@ -201,7 +217,8 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> 
             "digest": hex::encode(state.policy.digest()),
             "modules": state.policy.module_names().collect::<Vec<_>>(),
         },
-    }))
+    }));
+    (status, body).into_response()
 }
 
 async fn models(
