@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use crate::checkpoint::SignedCheckpoint;
 use crate::error::AuditError;
 use crate::merkle::{self, Hash};
-use crate::record::{Event, Outcome, Record, SealedFields};
+use crate::record::{Event, Record, SealedFields};
 use crate::seal::{AuditorKey, EpochKeys};
 use crate::segment::{read_dir, LogContents};
 use crate::verify::{check_chain, ChainSummary};
@@ -261,26 +261,7 @@ pub struct InclusionProof {
 
 /// Proves record `seq` against the log's last checkpoint record.
 pub fn prove(view: &LogView, seq: u64) -> Result<InclusionProof, AuditError> {
-    let damaged = |what: String| {
-        AuditError::Damaged(Box::new(crate::verify::Finding::BadCheckpoint {
-            checkpoint: "checkpoint".into(),
-            what,
-        }))
-    };
-    let text = view
-        .summary
-        .last_checkpoint
-        .as_ref()
-        .map(|(_, note)| note.as_str())
-        .ok_or_else(|| damaged("the log has no checkpoint to prove against".into()))?;
-    let note = SignedCheckpoint::parse(text).map_err(|e| damaged(e.to_string()))?;
-    let origin = view.summary.origin.clone().unwrap_or_default();
-    let signer = view
-        .summary
-        .epochs
-        .iter()
-        .find(|e| note.verify(&origin, &e.start.audit_key.0).is_ok())
-        .ok_or_else(|| damaged("it is not signed by any audit key of this log".into()))?;
+    let (text, note, key) = last_signed(view)?;
     let size = note.checkpoint.size;
     let leaves: Vec<Hash> = view.contents.records.iter().map(|r| r.leaf).collect();
     let tree = leaves.get(..size as usize).ok_or_else(|| {
@@ -304,16 +285,22 @@ pub fn prove(view: &LogView, seq: u64) -> Result<InclusionProof, AuditError> {
         .records
         .get(seq as usize)
         .ok_or_else(|| AuditError::Encoding(format!("no record {seq}")))?;
+    let signed_by_epoch = view
+        .summary
+        .epochs
+        .iter()
+        .find(|e| e.start.audit_key.0 == key)
+        .map_or(0, |e| e.seq);
     Ok(InclusionProof {
-        origin,
+        origin: note.checkpoint.origin.clone(),
         seq,
         record: String::from_utf8_lossy(&stored.raw).into_owned(),
         leaf_hash: hex::encode(stored.leaf),
         tree_size: size,
         path: path.iter().map(hex::encode).collect(),
-        checkpoint: text.to_owned(),
-        audit_key: signer.start.audit_key.to_string(),
-        signed_by_epoch: signer.seq,
+        checkpoint: text,
+        audit_key: hex::encode(key),
+        signed_by_epoch,
     })
 }
 
@@ -370,10 +357,164 @@ pub fn check_proof(
     .map_err(|e| reject(e.to_string()))
 }
 
-/// Outcome name for display.
-pub fn outcome_of(record: &Record) -> Option<Outcome> {
-    match &record.event {
-        Event::Query(q) => Some(q.outcome),
-        _ => None,
+/// A consistency proof anyone can check with the two checkpoints: that the
+/// log a witness (or an auditor) saw at `old_size` is a prefix of the log
+/// at its last checkpoint, so no record before it was changed or removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyProof {
+    /// The log's origin.
+    pub origin: String,
+    /// The older checkpoint's size.
+    pub old_size: u64,
+    /// The newer (the log's last) checkpoint's size.
+    pub new_size: u64,
+    /// RFC 9162 consistency path, hex.
+    pub path: Vec<String>,
+    /// The older signed checkpoint, as given.
+    pub old_checkpoint: String,
+    /// The log's last signed checkpoint.
+    pub new_checkpoint: String,
+    /// The audit key that signed the older one, hex.
+    pub old_audit_key: String,
+    /// The audit key that signed the newer one, hex.
+    pub new_audit_key: String,
+}
+
+/// A proof, as `cloister audit prove` writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Proof {
+    /// A record is in the log.
+    Inclusion(InclusionProof),
+    /// An older checkpoint's log is a prefix of the current one.
+    Consistency(ConsistencyProof),
+}
+
+fn damaged(what: String) -> AuditError {
+    AuditError::Damaged(Box::new(crate::verify::Finding::BadCheckpoint {
+        checkpoint: "checkpoint".into(),
+        what,
+    }))
+}
+
+/// The log's last checkpoint record: its note, parsed, and the epoch key
+/// that signed it.
+fn last_signed(view: &LogView) -> Result<(String, SignedCheckpoint, [u8; 32]), AuditError> {
+    let text = view
+        .summary
+        .last_checkpoint
+        .as_ref()
+        .map(|(_, note)| note.clone())
+        .ok_or_else(|| damaged("the log has no checkpoint to prove against".into()))?;
+    let note = SignedCheckpoint::parse(&text).map_err(|e| damaged(e.to_string()))?;
+    let key = signer_of(view, &note)
+        .ok_or_else(|| damaged("it is not signed by any audit key of this log".into()))?;
+    Ok((text, note, key))
+}
+
+fn signer_of(view: &LogView, note: &SignedCheckpoint) -> Option<[u8; 32]> {
+    let origin = view.summary.origin.clone().unwrap_or_default();
+    view.summary
+        .epochs
+        .iter()
+        .map(|e| e.start.audit_key.0)
+        .find(|key| note.verify(&origin, key).is_ok())
+}
+
+/// Proves that the log at the checkpoint `old` (kept by a witness) is a
+/// prefix of the log at its last checkpoint.
+pub fn prove_consistency(view: &LogView, old: &str) -> Result<ConsistencyProof, AuditError> {
+    let (new_text, new_note, new_key) = last_signed(view)?;
+    let old_note = SignedCheckpoint::parse(old).map_err(|e| damaged(e.to_string()))?;
+    let old_key = signer_of(view, &old_note).ok_or_else(|| {
+        damaged("the older checkpoint is not signed by any audit key of this log".into())
+    })?;
+    let (old_size, new_size) = (old_note.checkpoint.size, new_note.checkpoint.size);
+    let leaves: Vec<Hash> = view.contents.records.iter().map(|r| r.leaf).collect();
+    let tree = leaves.get(..new_size as usize).ok_or_else(|| {
+        damaged(format!(
+            "it covers {new_size} records, the log holds {}",
+            leaves.len()
+        ))
+    })?;
+    if old_size > new_size {
+        return Err(damaged(format!(
+            "the older checkpoint commits to {old_size} records, more than the log's last checkpoint ({new_size}): records were deleted"
+        )));
     }
+    if merkle::root(tree.get(..old_size as usize).unwrap_or_default()) != old_note.checkpoint.root {
+        return Err(damaged(format!(
+            "the log's first {old_size} records are not the ones the older checkpoint signed"
+        )));
+    }
+    let path = merkle::consistency_proof(old_size as usize, tree)
+        .map_err(|e| AuditError::Encoding(e.to_string()))?;
+    Ok(ConsistencyProof {
+        origin: new_note.checkpoint.origin.clone(),
+        old_size,
+        new_size,
+        path: path.iter().map(hex::encode).collect(),
+        old_checkpoint: old.to_owned(),
+        new_checkpoint: new_text,
+        old_audit_key: hex::encode(old_key),
+        new_audit_key: hex::encode(new_key),
+    })
+}
+
+fn key_of(hex_key: &str, what: &str) -> Result<[u8; 32], ProofRejected> {
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(hex_key, &mut key)
+        .map_err(|_| ProofRejected(format!("the {what} audit key is not 64 hex digits")))?;
+    Ok(key)
+}
+
+/// Checks a consistency proof on its own: both checkpoints are signed (by
+/// the keys the proof names, or by one of `trusted` when given) and the
+/// path proves the older tree a prefix of the newer.
+pub fn check_consistency(
+    proof: &ConsistencyProof,
+    trusted: &[[u8; 32]],
+) -> Result<(), ProofRejected> {
+    let reject = |m: String| ProofRejected(m);
+    let mut heads = Vec::new();
+    for (text, key, what) in [
+        (&proof.old_checkpoint, &proof.old_audit_key, "older"),
+        (&proof.new_checkpoint, &proof.new_audit_key, "newer"),
+    ] {
+        let note = SignedCheckpoint::parse(text)
+            .map_err(|e| reject(format!("the {what} checkpoint: {e}")))?;
+        if note.checkpoint.origin != proof.origin {
+            return Err(reject(format!("the {what} checkpoint is for another log")));
+        }
+        let own = key_of(key, what)?;
+        let keys: Vec<[u8; 32]> = if trusted.is_empty() {
+            vec![own]
+        } else {
+            trusted.to_vec()
+        };
+        if !keys.iter().any(|k| note.verify(&proof.origin, k).is_ok()) {
+            return Err(reject(format!(
+                "the {what} checkpoint is not signed by a trusted audit key"
+            )));
+        }
+        heads.push(note.checkpoint);
+    }
+    let [old, new] = heads.as_slice() else {
+        return Err(reject("two checkpoints are needed".into()));
+    };
+    if (old.size, new.size) != (proof.old_size, proof.new_size) {
+        return Err(reject("the sizes do not match the checkpoints".into()));
+    }
+    let path: Vec<Hash> = proof
+        .path
+        .iter()
+        .map(|h| {
+            let mut out = [0u8; 32];
+            hex::decode_to_slice(h, &mut out).map(|()| out)
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|_| reject("a path hash is not 64 hex digits".into()))?;
+    merkle::verify_consistency(old.size, new.size, &old.root, &new.root, &path)
+        .map_err(|e| reject(e.to_string()))
 }

@@ -17,7 +17,9 @@ use aws_lc_rs::signature::Ed25519KeyPair;
 use cloister_audit::checkpoint::Checkpoint;
 use cloister_audit::record::Outcome;
 use cloister_audit::verify::{verify, Finding, Report, VerifyOptions};
-use cloister_audit::view::{check_proof, prove, select, Filter, LogView};
+use cloister_audit::view::{
+    check_consistency, check_proof, prove, prove_consistency, select, Filter, LogView,
+};
 use cloister_audit::{AuditError, AuditorKey, LogConfig};
 
 fn tmp() -> tempfile::TempDir {
@@ -240,14 +242,30 @@ fn a_restarted_enclave_takes_over_the_log_and_old_checkpoints_stay_consistent() 
     let dir = tmp();
     let auditor = AuditorKey::generate().unwrap();
     write_log(dir.path(), &auditor, 3);
-    let witness = last_checkpoint(dir.path());
+    let witness_note = last_checkpoint(dir.path());
     write_log(dir.path(), &auditor, 4);
-    let report = check(dir.path(), &[("witness", witness)]);
+    let report = check(dir.path(), &[("witness", witness_note.clone())]);
     assert!(report.valid, "{:?}", report.finding);
     assert_eq!(report.epochs.len(), 2);
     assert_eq!(report.epochs[1].seq, 10);
     assert_eq!(report.records, 22);
     assert_eq!(report.checkpoints.len(), 2);
+    // A third party checks that the log the witness saw is a prefix of
+    // today's, from the proof alone; a bent path or another key fails.
+    let view = LogView::open(dir.path()).unwrap();
+    let witness = report
+        .checkpoints
+        .iter()
+        .find(|c| c.checkpoint == "witness")
+        .unwrap();
+    assert_eq!(witness.size, 9);
+    let proof = prove_consistency(&view, &witness_note).unwrap();
+    assert_eq!((proof.old_size, proof.new_size), (9, 21));
+    check_consistency(&proof, &[]).unwrap();
+    let mut bent = proof.clone();
+    bent.path[0] = hex::encode([0u8; 32]);
+    assert!(check_consistency(&bent, &[]).is_err());
+    assert!(check_consistency(&proof, &[[1; 32]]).is_err());
     // Both epochs' sealed fields open.
     let view = LogView::open(dir.path()).unwrap();
     let unsealed = select(&view, Some(&auditor), &Filter::default()).unwrap();

@@ -15,7 +15,8 @@ use cloister_attestation::policy::AppraisalPolicy;
 use cloister_audit::record::{Event, Record};
 use cloister_audit::verify::{verify, VerifyOptions};
 use cloister_audit::view::{
-    check_proof, prove, select, Filter, InclusionProof, LogView, RecordView,
+    check_consistency, check_proof, prove, prove_consistency, select, Filter, LogView, Proof,
+    RecordView,
 };
 use cloister_audit::{AuditError, AuditorKey};
 use serde_json::json;
@@ -173,25 +174,34 @@ enum AuditCommand {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
-    /// Print an inclusion proof of one record against the log's checkpoint.
+    /// Print a proof against the log's last checkpoint: that a record is in
+    /// the log, or that the log a witness saw is a prefix of it.
     Prove {
         /// The log directory.
         #[arg(long, value_name = "DIR")]
         log: PathBuf,
-        /// The record's sequence number.
-        #[arg(long, value_name = "N")]
-        record: u64,
+        /// Prove this record (its sequence number) is in the log.
+        #[arg(
+            long,
+            value_name = "N",
+            required_unless_present = "since",
+            conflicts_with = "since"
+        )]
+        record: Option<u64>,
+        /// Prove the log at this older checkpoint (a witness's file) is a prefix of the log now.
+        #[arg(long, value_name = "FILE")]
+        since: Option<PathBuf>,
         /// Write here instead of stdout.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
-    /// Check an inclusion proof (what a third party runs).
+    /// Check an inclusion or consistency proof (what a third party runs).
     CheckProof {
         /// The proof `cloister audit prove` wrote.
         proof: PathBuf,
-        /// The audit key you trust (hex), instead of the one the proof names.
+        /// An audit key you trust (hex; repeatable), instead of the ones the proof names.
         #[arg(long, value_name = "HEX")]
-        audit_key: Option<String>,
+        audit_key: Vec<String>,
         /// One JSON object on stdout.
         #[arg(long)]
         json: bool,
@@ -242,12 +252,17 @@ pub(crate) fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
             &filters.filter(),
             out.as_deref(),
         ),
-        AuditCommand::Prove { log, record, out } => run_prove(log, *record, out.as_deref()),
+        AuditCommand::Prove {
+            log,
+            record,
+            since,
+            out,
+        } => run_prove(log, *record, since.as_deref(), out.as_deref()),
         AuditCommand::CheckProof {
             proof,
             audit_key,
             json,
-        } => run_check_proof(proof, audit_key.as_deref(), *json),
+        } => run_check_proof(proof, audit_key, *json),
     }
 }
 
@@ -559,8 +574,23 @@ fn write_out(out: Option<&Path>, text: &str) -> anyhow::Result<()> {
     }
 }
 
-fn run_prove(log: &Path, seq: u64, out: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let proof = match LogView::open(log).and_then(|view| prove(&view, seq)) {
+fn run_prove(
+    log: &Path,
+    record: Option<u64>,
+    since: Option<&Path>,
+    out: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let older = since
+        .map(|p| std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display())))
+        .transpose()?;
+    let proof = LogView::open(log).and_then(|view| match (&older, record) {
+        (Some(older), _) => prove_consistency(&view, older).map(Proof::Consistency),
+        (None, Some(seq)) => prove(&view, seq).map(Proof::Inclusion),
+        (None, None) => Err(AuditError::Encoding(
+            "--record or --since is required".into(),
+        )),
+    });
+    let proof = match proof {
         Ok(proof) => proof,
         Err(e) if invalid(&e) => {
             eprintln!("cloister audit prove: {e}");
@@ -572,38 +602,62 @@ fn run_prove(log: &Path, seq: u64, out: Option<&Path>) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_check_proof(path: &Path, audit_key: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+fn run_check_proof(path: &Path, audit_keys: &[String], json: bool) -> anyhow::Result<ExitCode> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let proof: InclusionProof = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not an inclusion proof", path.display()))?;
-    let key = audit_key
+    let proof: Proof = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a proof `cloister audit prove` wrote",
+            path.display()
+        )
+    })?;
+    let keys = audit_keys
+        .iter()
         .map(|k| {
             let mut key = [0u8; 32];
             hex::decode_to_slice(k.trim(), &mut key)
                 .map(|()| key)
                 .context("--audit-key must be 64 hex digits")
         })
-        .transpose()?;
-    let outcome = check_proof(&proof, key.as_ref());
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (outcome, summary) = match &proof {
+        Proof::Inclusion(p) => (
+            if keys.is_empty() {
+                check_proof(p, None)
+            } else {
+                keys.iter()
+                    .map(|k| check_proof(p, Some(k)))
+                    .find(Result::is_ok)
+                    .unwrap_or_else(|| check_proof(p, keys.first()))
+            },
+            json!({ "kind": "inclusion", "record": p.seq, "tree_size": p.tree_size, "origin": p.origin, "audit_key": p.audit_key }),
+        ),
+        Proof::Consistency(p) => (
+            check_consistency(p, &keys),
+            json!({ "kind": "consistency", "old_size": p.old_size, "new_size": p.new_size, "origin": p.origin, "audit_keys": [p.old_audit_key, p.new_audit_key] }),
+        ),
+    };
     if json {
-        println!(
-            "{}",
-            json!({
-                "valid": outcome.is_ok(),
-                "record": proof.seq,
-                "tree_size": proof.tree_size,
-                "origin": proof.origin,
-                "error": outcome.as_ref().err().map(ToString::to_string),
-            })
-        );
+        let mut out = summary;
+        if let Some(o) = out.as_object_mut() {
+            o.insert("valid".into(), json!(outcome.is_ok()));
+            o.insert(
+                "error".into(),
+                json!(outcome.as_ref().err().map(ToString::to_string)),
+            );
+        }
+        println!("{out}");
     } else {
-        match &outcome {
-            Ok(()) => println!(
+        match (&outcome, &proof) {
+            (Ok(()), Proof::Inclusion(p)) => println!(
                 "VALID  record {} is in {} at tree size {} (checkpoint signed by audit key {}; check that key against the evidence with `cloister audit verify --policy`)",
-                proof.seq, proof.origin, proof.tree_size, proof.audit_key
+                p.seq, p.origin, p.tree_size, p.audit_key
             ),
-            Err(e) => println!("INVALID  {e}"),
+            (Ok(()), Proof::Consistency(p)) => println!(
+                "VALID  {} at size {} is a prefix of the log at size {}: nothing before record {} was changed or removed",
+                p.origin, p.old_size, p.new_size, p.old_size
+            ),
+            (Err(e), _) => println!("INVALID  {e}"),
         }
     }
     Ok(if outcome.is_ok() {

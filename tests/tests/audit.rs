@@ -251,6 +251,48 @@ fn every_request_is_recorded_and_the_auditor_can_verify_read_export_and_prove_it
     );
     assert_eq!(code, Some(1));
 
+    // And that the log at its first checkpoint is a prefix of the log now.
+    let (_, checkpoints) = audit_json(
+        &cluster,
+        &[
+            "audit",
+            "search",
+            "--log",
+            &dir,
+            "--kind",
+            "checkpoint",
+            "--json",
+        ],
+    );
+    let first = checkpoints[0]["event"]["note"].as_str().unwrap();
+    let older = cluster.dir.join("first.checkpoint");
+    std::fs::write(&older, first).unwrap();
+    let consistency = cluster.dir.join("consistency.json");
+    let out = cluster
+        .cloister(&[
+            "audit",
+            "prove",
+            "--log",
+            &dir,
+            "--since",
+            &older.display().to_string(),
+            "--out",
+            &consistency.display().to_string(),
+        ])
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (code, checked) = audit_json(
+        &cluster,
+        &[
+            "audit",
+            "check-proof",
+            &consistency.display().to_string(),
+            "--json",
+        ],
+    );
+    assert_eq!(code, Some(0), "{checked}");
+    assert_eq!(checked["kind"], "consistency");
+
     // The host edits the denial into an answer: named, exit 1.
     let segment = std::fs::read_dir(cluster.audit_dir().join("segments"))
         .unwrap()
