@@ -333,20 +333,10 @@ pub fn check_proof(
     if note.checkpoint.origin != proof.origin || note.checkpoint.size != proof.tree_size {
         return Err(reject("the checkpoint is for another log or size".into()));
     }
-    let mut own = [0u8; 32];
-    hex::decode_to_slice(&proof.audit_key, &mut own)
-        .map_err(|_| reject("the audit key is not 64 hex digits".into()))?;
+    let own = key_of(&proof.audit_key, "proof's")?;
     note.verify(&proof.origin, audit_key.unwrap_or(&own))
         .map_err(|e| reject(e.to_string()))?;
-    let path: Vec<Hash> = proof
-        .path
-        .iter()
-        .map(|h| {
-            let mut out = [0u8; 32];
-            hex::decode_to_slice(h, &mut out).map(|()| out)
-        })
-        .collect::<Result<_, _>>()
-        .map_err(|_| reject("a path hash is not 64 hex digits".into()))?;
+    let path = decode_path(&proof.path)?;
     merkle::verify_inclusion(
         proof.seq,
         proof.tree_size,
@@ -462,6 +452,17 @@ pub fn prove_consistency(view: &LogView, old: &str) -> Result<ConsistencyProof, 
     })
 }
 
+/// A proof's path, from hex.
+fn decode_path(path: &[String]) -> Result<Vec<Hash>, ProofRejected> {
+    path.iter()
+        .map(|h| {
+            let mut out = [0u8; 32];
+            hex::decode_to_slice(h, &mut out).map(|()| out)
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|_| ProofRejected("a path hash is not 64 hex digits".into()))
+}
+
 fn key_of(hex_key: &str, what: &str) -> Result<[u8; 32], ProofRejected> {
     let mut key = [0u8; 32];
     hex::decode_to_slice(hex_key, &mut key)
@@ -506,15 +507,7 @@ pub fn check_consistency(
     if (old.size, new.size) != (proof.old_size, proof.new_size) {
         return Err(reject("the sizes do not match the checkpoints".into()));
     }
-    let path: Vec<Hash> = proof
-        .path
-        .iter()
-        .map(|h| {
-            let mut out = [0u8; 32];
-            hex::decode_to_slice(h, &mut out).map(|()| out)
-        })
-        .collect::<Result<_, _>>()
-        .map_err(|_| reject("a path hash is not 64 hex digits".into()))?;
+    let path = decode_path(&proof.path)?;
     merkle::verify_consistency(old.size, new.size, &old.root, &new.root, &path)
         .map_err(|e| reject(e.to_string()))
 }

@@ -67,6 +67,15 @@ fn finding(dir: &Path, extra: &[(&str, String)]) -> Finding {
     report.finding.unwrap()
 }
 
+/// The records of one kind, as an auditor without the key sees them.
+fn of_kind(view: &LogView, kind: &str) -> Vec<cloister_audit::view::RecordView> {
+    let filter = Filter {
+        kind: Some(kind.into()),
+        ..Filter::default()
+    };
+    select(view, None, &filter).unwrap()
+}
+
 fn last_checkpoint(dir: &Path) -> String {
     LogView::open(dir)
         .unwrap()
@@ -219,18 +228,10 @@ fn appends_from_many_threads_share_syncs_and_all_land_in_order() {
     let report = check(dir.path(), &[]);
     assert!(report.valid, "{:?}", report.finding);
     let view = LogView::open(dir.path()).unwrap();
-    let queries: Vec<u64> = select(
-        &view,
-        None,
-        &Filter {
-            kind: Some("query".into()),
-            ..Filter::default()
-        },
-    )
-    .unwrap()
-    .iter()
-    .map(|r| r.record.seq)
-    .collect();
+    let queries: Vec<u64> = of_kind(&view, "query")
+        .iter()
+        .map(|r| r.record.seq)
+        .collect();
     assert_eq!(queries, seqs, "every receipt names its query record");
     let commits = report.records - 640 - 1;
     eprintln!("640 appends from 16 threads took {commits} commits");
@@ -298,15 +299,7 @@ fn a_torn_tail_is_reported_then_cut_off_and_recorded_at_restart() {
     assert!(report.valid, "{:?}", report.finding);
     assert!(report.warnings.iter().all(|w| !w.contains("crash")));
     let view = LogView::open(dir.path()).unwrap();
-    let cuts = select(
-        &view,
-        None,
-        &Filter {
-            kind: Some("truncation".into()),
-            ..Filter::default()
-        },
-    )
-    .unwrap();
+    let cuts = of_kind(&view, "truncation");
     assert_eq!(cuts.len(), 1);
     let json = serde_json::to_value(&cuts[0].record).unwrap();
     assert_eq!(json["event"]["dropped_bytes"], 19);
@@ -532,15 +525,7 @@ fn records_after_the_last_checkpoint_are_not_taken_on_trust_and_are_cut_at_resta
     let raw = std::fs::read_to_string(&path).unwrap();
     assert!(!raw.contains("forged-principal"));
     let view = LogView::open(dir.path()).unwrap();
-    let cut = select(
-        &view,
-        None,
-        &Filter {
-            kind: Some("truncation".into()),
-            ..Filter::default()
-        },
-    )
-    .unwrap();
+    let cut = of_kind(&view, "truncation");
     let json = serde_json::to_value(&cut[0].record).unwrap();
     assert_eq!(json["event"]["dropped_records"], 1);
 }
@@ -609,17 +594,9 @@ fn an_append_that_cannot_be_made_durable_is_refused_and_so_is_every_later_one() 
     let report = check(dir.path(), &[]);
     assert!(report.valid, "{:?}", report.finding);
     let view = LogView::open(dir.path()).unwrap();
-    let principals: Vec<_> = select(
-        &view,
-        None,
-        &Filter {
-            kind: Some("query".into()),
-            ..Filter::default()
-        },
-    )
-    .unwrap()
-    .into_iter()
-    .map(|r| serde_json::to_value(&r.record).unwrap()["event"]["principal"].clone())
-    .collect();
+    let principals: Vec<_> = of_kind(&view, "query")
+        .into_iter()
+        .map(|r| serde_json::to_value(&r.record).unwrap()["event"]["principal"].clone())
+        .collect();
     assert_eq!(principals, [serde_json::json!("dr-0")]);
 }

@@ -26,6 +26,22 @@ fn audit_json(cluster: &Cluster, args: &[&str]) -> (Option<i32>, Value) {
     (out.status.code(), value)
 }
 
+/// `cloister audit prove ARGS --out FILE`, then `check-proof FILE --json`:
+/// the checker's exit code and verdict.
+fn prove_and_check(
+    cluster: &Cluster,
+    args: &[&str],
+    file: &std::path::Path,
+) -> (Option<i32>, Value) {
+    let file = file.display().to_string();
+    let mut prove = vec!["audit", "prove"];
+    prove.extend_from_slice(args);
+    prove.extend_from_slice(&["--out", &file]);
+    let out = cluster.cloister(&prove).unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    audit_json(cluster, &["audit", "check-proof", &file, "--json"])
+}
+
 #[test]
 fn every_request_is_recorded_and_the_auditor_can_verify_read_export_and_prove_it() {
     let mut cluster = Cluster::start("audit-flow").unwrap();
@@ -213,28 +229,9 @@ fn every_request_is_recorded_and_the_auditor_can_verify_read_export_and_prove_it
 
     // A third party checks an inclusion proof.
     let proof_path = cluster.dir.join("proof.json");
-    let out = cluster
-        .cloister(&[
-            "audit",
-            "prove",
-            "--log",
-            &dir,
-            "--record",
-            &answered_seq.to_string(),
-            "--out",
-            &proof_path.display().to_string(),
-        ])
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let (code, checked) = audit_json(
-        &cluster,
-        &[
-            "audit",
-            "check-proof",
-            &proof_path.display().to_string(),
-            "--json",
-        ],
-    );
+    let seq = answered_seq.to_string();
+    let (code, checked) =
+        prove_and_check(&cluster, &["--log", &dir, "--record", &seq], &proof_path);
     assert_eq!(code, Some(0), "{checked}");
     let mut proof: Value =
         serde_json::from_str(&std::fs::read_to_string(&proof_path).unwrap()).unwrap();
@@ -264,31 +261,13 @@ fn every_request_is_recorded_and_the_auditor_can_verify_read_export_and_prove_it
             "--json",
         ],
     );
-    let first = checkpoints[0]["event"]["note"].as_str().unwrap();
     let older = cluster.dir.join("first.checkpoint");
-    std::fs::write(&older, first).unwrap();
-    let consistency = cluster.dir.join("consistency.json");
-    let out = cluster
-        .cloister(&[
-            "audit",
-            "prove",
-            "--log",
-            &dir,
-            "--since",
-            &older.display().to_string(),
-            "--out",
-            &consistency.display().to_string(),
-        ])
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let (code, checked) = audit_json(
+    std::fs::write(&older, checkpoints[0]["event"]["note"].as_str().unwrap()).unwrap();
+    let older = older.display().to_string();
+    let (code, checked) = prove_and_check(
         &cluster,
-        &[
-            "audit",
-            "check-proof",
-            &consistency.display().to_string(),
-            "--json",
-        ],
+        &["--log", &dir, "--since", &older],
+        &cluster.dir.join("consistency.json"),
     );
     assert_eq!(code, Some(0), "{checked}");
     assert_eq!(checked["kind"], "consistency");
