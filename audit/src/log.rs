@@ -1,21 +1,24 @@
 //! The enclave's side: recover the log at start, then append records with
 //! group commit.
 //!
-//! [`Recovered::open`] reads the log the host kept, checks its chain, cuts
-//! off a torn tail (a write the last crash interrupted, never
-//! acknowledged), and refuses a log that fails its checks, so nothing is
-//! ever appended to a history the enclave did not verify. The caller then
-//! makes evidence binding its audit key and the [`Recovered::start_nonce`],
-//! and [`Recovered::start`] writes the start record (and, if a tail was cut,
-//! a truncation record) and starts the writer.
+//! [`Recovered::open`] reads the log the host kept and checks it as the
+//! verifier does (without appraising evidence). Whatever follows the last
+//! checkpoint record — a commit a crash interrupted, torn bytes, records the
+//! host appended — was never acknowledged and is cut off; damage before it
+//! is refused, so nothing is ever appended to a history the enclave did not
+//! verify. The caller then makes evidence binding its audit key and the
+//! [`Recovered::start_nonce`], and [`Recovered::start`] writes the start
+//! record (and, if a tail was cut, a truncation record) and starts the
+//! writer.
 //!
-//! The writer thread takes every record waiting, writes them in one
-//! `write`, calls `fdatasync` once, signs a checkpoint of the new tree head,
-//! and only then answers each caller: an answer is released only after its
-//! record is durable, and under load one sync serves many records. After a
-//! failed write or sync the log accepts nothing more (the file's state is
-//! unknown after a failed fsync); the enclave denies queries until it is
-//! restarted and recovers the log.
+//! The writer thread takes every record waiting, appends a checkpoint
+//! record signed over all of them, writes it all in one `write`, calls
+//! `fdatasync` once, and only then answers each caller: an answer is
+//! released only after its record and a signature covering it are durable,
+//! and under load one sync serves many records. After a failed write or
+//! sync the log accepts nothing more (the file's state is unknown after a
+//! failed fsync); the enclave denies queries, and fails its health check,
+//! until it is restarted and recovers the log.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
@@ -128,7 +131,7 @@ pub struct StartInfo {
 
 impl Recovered {
     /// Locks, reads and checks the log in `config.dir` (creating an empty
-    /// one), and truncates a torn tail.
+    /// one), and cuts off what follows its last checkpoint.
     pub fn open(config: LogConfig) -> Result<Self, AuditError> {
         let dir = &config.dir;
         let segments = dir.join(SEGMENTS);
@@ -213,7 +216,7 @@ impl Recovered {
         start_nonce(&self.origin, self.frontier.size(), &self.prev)
     }
 
-    /// Whether a torn tail was cut off.
+    /// What was cut off after the last checkpoint, if anything.
     pub fn truncated(&self) -> Option<&Truncation> {
         self.cut.as_ref()
     }

@@ -442,9 +442,10 @@ async fn handle_chat(
     draft: &mut Draft,
 ) -> Result<Handled, ApiError> {
     let caller = authenticate(headers, state)?;
+    draft.caller(&state.audit, &caller);
     let request: ChatRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("request body: {e}")))?;
-    draft.caller(&state.audit, &caller, &request.cloister);
+    draft.context(&state.audit, &caller, &request.cloister);
     let engine = state.engine.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -110,12 +110,19 @@ impl Draft {
         }
     }
 
-    /// Who asked, about whom, for what.
-    pub(crate) fn caller(&mut self, log: &AuditLog, caller: &Caller, context: &QueryContext) {
+    /// Who asked (as soon as the token verified, so a malformed request is
+    /// still attributed).
+    pub(crate) fn caller(&mut self, log: &AuditLog, caller: &Caller) {
         self.query.principal = Some(caller.subject.clone());
         self.query.issuer = Some(caller.issuer.clone());
         self.query.role = Some(caller.role.clone());
         self.query.purpose_of_use = Some(caller.purpose_of_use.clone());
+        self.query.patient = caller.patient.as_deref().map(|p| log.pseudonym(p));
+        self.sealed.patient.clone_from(&caller.patient);
+    }
+
+    /// About whom, for what: the request's own context.
+    pub(crate) fn context(&mut self, log: &AuditLog, caller: &Caller, context: &QueryContext) {
         self.query.task = Some(context.task.clone().unwrap_or_else(|| "chat".into()));
         let patient = context.patient.clone().or_else(|| caller.patient.clone());
         self.query.patient = patient.as_deref().map(|p| log.pseudonym(p));
