@@ -221,9 +221,15 @@ impl Recovered {
         self.cut.as_ref()
     }
 
-    /// Writes the start record (and the truncation record), durably, and
-    /// starts the writer.
-    pub fn start(self, signer: AuditSigner, info: StartInfo) -> Result<AuditLog, AuditError> {
+    /// Writes the start record (then the truncation record, if a tail was
+    /// cut, and `also`: what the enclave did before its log started) in one
+    /// durable commit, and starts the writer.
+    pub fn start(
+        self,
+        signer: AuditSigner,
+        info: StartInfo,
+        also: Vec<Event>,
+    ) -> Result<AuditLog, AuditError> {
         let audit_key = signer.public_key();
         if info.evidence.bindings.audit_key != audit_key {
             return Err(AuditError::Key(
@@ -277,13 +283,14 @@ impl Recovered {
             software: info.software,
         }));
         let mut first = vec![(start, SealedFields::default(), OffsetDateTime::now_utc())];
-        if let Some(cut) = self.cut {
-            first.push((
-                Event::Truncation(cut),
-                SealedFields::default(),
-                OffsetDateTime::now_utc(),
-            ));
-        }
+        let now = OffsetDateTime::now_utc();
+        first.extend(
+            self.cut
+                .map(Event::Truncation)
+                .into_iter()
+                .chain(also)
+                .map(|event| (event, SealedFields::default(), now)),
+        );
         writer.commit(first)?;
         let keys_for_callers = writer.keys.clone();
         let poisoned = writer.poisoned.clone();

@@ -69,6 +69,14 @@ pub(crate) fn start(
     let evidence = identity
         .attest_fresh(source, &recovered.start_nonce())
         .context("cannot collect evidence for the audit log's start record")?;
+    // The start record, the bundle loaded and the keys released, in one
+    // commit.
+    let mut also = vec![Event::PolicyLoad(PolicyLoad {
+        bundle: Hex32(policy.digest()),
+        name: policy.name().to_owned(),
+        modules: policy.module_names().map(str::to_owned).collect(),
+    })];
+    also.extend(releases.into_iter().map(Event::KeyRelease));
     let log = recovered
         .start(
             signer,
@@ -77,19 +85,9 @@ pub(crate) fn start(
                 evidence,
                 software: format!("cloister-enclave {}", env!("CARGO_PKG_VERSION")),
             },
+            also,
         )
         .context("cannot write the audit log's start record")?;
-    log.append(
-        Event::PolicyLoad(PolicyLoad {
-            bundle: Hex32(policy.digest()),
-            name: policy.name().to_owned(),
-            modules: policy.module_names().map(str::to_owned).collect(),
-        }),
-        SealedFields::default(),
-    )?;
-    for release in releases {
-        log.append(Event::KeyRelease(release), SealedFields::default())?;
-    }
     tracing::info!(origin = log.origin(), enclave = %log.enclave(), "audit log started");
     Ok(Arc::new(log))
 }

@@ -241,11 +241,11 @@ fn run(args: Args) -> Result<(), Failure> {
             )
         })
         .await;
-        match stopped {
-            Ok(Ok(receipt)) => tracing::info!(record = receipt.seq, "shut down; stop recorded"),
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "shut down; the stop record could not be written")
-            }
+        match stopped
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        {
+            Ok(receipt) => tracing::info!(record = receipt.seq, "shut down; stop recorded"),
             Err(e) => {
                 tracing::error!(error = %e, "shut down; the stop record could not be written")
             }

@@ -331,7 +331,9 @@ fn the_audit_key_is_bound_into_the_enclaves_evidence() {
 
 #[test]
 fn a_log_the_enclave_cannot_take_over_stops_it_from_serving() {
-    // A log with acknowledged history, then the host edits a record in it.
+    // A log with acknowledged history, then the host edits a record in it:
+    // the policy load, record 1 (the start's commit is start, policy load,
+    // checkpoint).
     let mut cluster = Cluster::start("audit-damaged").unwrap();
     cluster.shutdown().unwrap();
     let segment = std::fs::read_dir(cluster.audit_dir().join("segments"))
@@ -347,7 +349,7 @@ fn a_log_the_enclave_cannot_take_over_stops_it_from_serving() {
     let log = cluster
         .wait_for_log("cannot take over the audit log")
         .unwrap();
-    assert!(log.contains("record 2 was altered"), "{log}");
+    assert!(log.contains("record 1 was altered"), "{log}");
     assert!(cluster.status().unwrap()["enclaves"][0]["state"] != "running");
 }
 

@@ -52,6 +52,7 @@ pub fn start_with(config: LogConfig) -> Result<AuditLog, cloister_audit::AuditEr
             evidence,
             software: "test".into(),
         },
+        Vec::new(),
     )
 }
 
