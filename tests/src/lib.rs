@@ -310,6 +310,19 @@ impl Cluster {
             .context("cannot run cloister")
     }
 
+    /// SIGKILLs the running enclave, as a crash would; returns its pid.
+    pub fn kill_enclave(&self) -> anyhow::Result<i32> {
+        let pid = self
+            .status()?
+            .pointer("/enclaves/0/pid")
+            .and_then(Value::as_i64)
+            .and_then(|p| i32::try_from(p).ok())
+            .context("cloisterd reports no enclave pid")?;
+        let target = rustix::process::Pid::from_raw(pid).context("pid 0")?;
+        rustix::process::kill_process(target, rustix::process::Signal::KILL)?;
+        Ok(pid)
+    }
+
     /// Sends SIGTERM to cloisterd and waits for it; returns its exit code.
     pub fn shutdown(&mut self) -> anyhow::Result<Option<i32>> {
         let Some(mut daemon) = self.daemon.take() else {

@@ -428,14 +428,7 @@ fn no_delivered_answer_loses_its_record_when_the_enclave_is_killed() {
         }
         for round in 0..rounds {
             std::thread::sleep(std::time::Duration::from_millis(150 + next_random() % 600));
-            let pid = cluster_ref.status().unwrap()["enclaves"][0]["pid"]
-                .as_i64()
-                .unwrap() as i32;
-            rustix::process::kill_process(
-                rustix::process::Pid::from_raw(pid).unwrap(),
-                rustix::process::Signal::KILL,
-            )
-            .unwrap();
+            let pid = cluster_ref.kill_enclave().unwrap();
             cluster_ref
                 .wait_for(|s| {
                     s["enclaves"][0]["state"] == "running"

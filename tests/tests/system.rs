@@ -252,15 +252,7 @@ fn a_killed_enclave_is_restarted_with_a_new_key_and_clients_reattest() {
         ))
         .unwrap();
     let old_key = first.peer().tls_key_sha256();
-    let pid = cluster.status().unwrap()["enclaves"][0]["pid"]
-        .as_i64()
-        .unwrap() as i32;
-
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(pid).unwrap(),
-        rustix::process::Signal::KILL,
-    )
-    .unwrap();
+    let pid = cluster.kill_enclave().unwrap();
     let status = cluster
         .wait_for(|s| {
             s["enclaves"][0]["state"] == "running"
