@@ -172,10 +172,7 @@ impl Recovered {
             })));
         }
         let cut = cut_tail(&contents, tail)?;
-        let mut frontier = Frontier::default();
-        for r in contents.records.get(..acknowledged).unwrap_or_default() {
-            frontier.push(r.leaf);
-        }
+        let frontier = summary.acknowledged_frontier.clone();
         let origin = match summary.origin {
             Some(origin) => origin,
             None => {

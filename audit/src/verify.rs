@@ -231,6 +231,9 @@ pub struct ChainSummary {
     pub epochs: Vec<Epoch>,
     /// The last checkpoint record that verified: its position and note.
     pub last_checkpoint: Option<(u64, String)>,
+    /// The tree over the acknowledged prefix (through that checkpoint
+    /// record), from which the writer continues.
+    pub acknowledged_frontier: crate::merkle::Frontier,
 }
 
 impl ChainSummary {
@@ -313,6 +316,9 @@ fn scan(contents: &LogContents, summary: &mut ChainSummary) -> Result<(), Findin
             Event::Checkpoint(c) => {
                 check_checkpoint_record(position, &c.note, summary, &frontier)?;
                 summary.last_checkpoint = Some((position, c.note.clone()));
+                frontier.push(stored.leaf);
+                summary.acknowledged_frontier = frontier.clone();
+                continue;
             }
             _ => {}
         }
@@ -570,8 +576,8 @@ pub fn verify_contents(contents: &LogContents, options: &VerifyOptions) -> Repor
     let mut agreeing: BTreeMap<u64, Hash> = BTreeMap::new();
     for (source, text) in &sources {
         match check_checkpoint(source, text, &summary, &leaves) {
-            Ok(accepted) => {
-                agreeing.insert(accepted.size, root_of(&accepted.root));
+            Ok((accepted, root)) => {
+                agreeing.insert(accepted.size, root);
                 report.checkpoints.push(accepted);
             }
             Err(mut finding) => {
@@ -625,19 +631,13 @@ pub fn verify_contents(contents: &LogContents, options: &VerifyOptions) -> Repor
     report
 }
 
-fn root_of(hex_root: &str) -> Hash {
-    let mut root = [0u8; 32];
-    let _ = hex::decode_to_slice(hex_root, &mut root);
-    root
-}
-
-/// Checks one checkpoint against the log.
+/// Checks one checkpoint against the log; returns it with its root.
 fn check_checkpoint(
     source: &str,
     text: &str,
     summary: &ChainSummary,
     leaves: &[Hash],
-) -> Result<CheckpointReport, Finding> {
+) -> Result<(CheckpointReport, Hash), Finding> {
     let bad = |what: String| Finding::BadCheckpoint {
         checkpoint: source.to_owned(),
         what,
@@ -694,10 +694,13 @@ fn check_checkpoint(
             first_suspect: 0,
         });
     }
-    Ok(CheckpointReport {
-        checkpoint: source.to_owned(),
-        size: checkpoint.size,
-        root: hex::encode(root),
-        signed_by_epoch: signer.seq,
-    })
+    Ok((
+        CheckpointReport {
+            checkpoint: source.to_owned(),
+            size: checkpoint.size,
+            root: hex::encode(root),
+            signed_by_epoch: signer.seq,
+        },
+        root,
+    ))
 }
