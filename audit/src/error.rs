@@ -39,6 +39,9 @@ pub enum AuditError {
     /// The writer has stopped.
     #[error("the audit log is closed")]
     Closed,
+    /// A proof was asked for something the log cannot prove.
+    #[error("{0}")]
+    CannotProve(String),
     /// A record could not be encoded.
     #[error("audit record encoding: {0}")]
     Encoding(String),

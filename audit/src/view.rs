@@ -274,17 +274,17 @@ pub fn prove(view: &LogView, seq: u64) -> Result<InclusionProof, AuditError> {
         return Err(damaged("its root does not match the log".into()));
     }
     if seq >= size {
-        return Err(AuditError::Encoding(format!(
-            "record {seq} is not yet covered by the checkpoint (size {size})"
+        return Err(AuditError::CannotProve(format!(
+            "record {seq} is not covered by the log's last checkpoint, which covers records 0..{size}"
         )));
     }
     let path = merkle::inclusion_proof(seq as usize, tree)
-        .map_err(|e| AuditError::Encoding(e.to_string()))?;
+        .map_err(|e| AuditError::CannotProve(e.to_string()))?;
     let stored = view
         .contents
         .records
         .get(seq as usize)
-        .ok_or_else(|| AuditError::Encoding(format!("no record {seq}")))?;
+        .ok_or_else(|| AuditError::CannotProve(format!("the log has no record {seq}")))?;
     let signed_by_epoch = view
         .summary
         .epochs
@@ -439,7 +439,7 @@ pub fn prove_consistency(view: &LogView, old: &str) -> Result<ConsistencyProof, 
         )));
     }
     let path = merkle::consistency_proof(old_size as usize, tree)
-        .map_err(|e| AuditError::Encoding(e.to_string()))?;
+        .map_err(|e| AuditError::CannotProve(e.to_string()))?;
     Ok(ConsistencyProof {
         origin: new_note.checkpoint.origin.clone(),
         old_size,

@@ -344,7 +344,11 @@ fn run_verify(
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        let origin = report.origin.as_deref().unwrap_or("(empty log)");
+        let origin = report.origin.as_deref().unwrap_or(if report.records == 0 {
+            "(empty log)"
+        } else {
+            "(origin unknown)"
+        });
         for w in &report.warnings {
             eprintln!("warning: {w}");
         }
@@ -586,7 +590,7 @@ fn run_prove(
     let proof = LogView::open(log).and_then(|view| match (&older, record) {
         (Some(older), _) => prove_consistency(&view, older).map(Proof::Consistency),
         (None, Some(seq)) => prove(&view, seq).map(Proof::Inclusion),
-        (None, None) => Err(AuditError::Encoding(
+        (None, None) => Err(AuditError::CannotProve(
             "--record or --since is required".into(),
         )),
     });
