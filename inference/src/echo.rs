@@ -129,7 +129,7 @@ mod tests {
     fn echoes_streams_and_stops_at_max_tokens() {
         let params = GenerationParams {
             max_tokens: 100,
-            temperature: 0.0,
+            ..GenerationParams::default()
         };
         let mut streamed = String::new();
         let c = EchoEngine::new()
@@ -144,7 +144,7 @@ mod tests {
 
         let short = GenerationParams {
             max_tokens: 2,
-            ..params
+            ..params.clone()
         };
         let c = EchoEngine::new()
             .generate(&user("hello"), &short, &mut |_| ControlFlow::Continue(()))

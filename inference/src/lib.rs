@@ -1,16 +1,22 @@
-//! The interface between Cloister's enclave and an inference engine.
+//! Cloister's inference engines and the interface the enclave drives them by.
 //!
 //! The enclave owns transport, identity, policy and audit; an engine only
 //! turns chat messages into tokens. Keeping the boundary this narrow lets the
-//! embedded candle engine and an OpenAI-compatible engine in the same CVM
-//! slot in without the enclave knowing which it drives.
+//! embedded candle engine ([`embedded::CandleEngine`]) slot in without the
+//! enclave knowing which it drives.
 //!
 //! With the `test-engine` feature this crate also has [`echo::EchoEngine`],
-//! a deterministic stand-in used by tests until a real model is sealed into
-//! the image. It refuses to compile in a build without debug assertions.
+//! a deterministic stand-in for tests of everything around inference. It
+//! refuses to compile in a build without debug assertions.
 
+pub mod bundle;
 #[cfg(feature = "test-engine")]
 pub mod echo;
+pub mod embedded;
+pub mod synthetic;
+mod template;
+mod text;
+mod tokenizer;
 
 use core::ops::ControlFlow;
 
@@ -26,12 +32,35 @@ pub struct ChatMessage {
 }
 
 /// How to generate.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GenerationParams {
     /// Most tokens to generate.
     pub max_tokens: u32,
     /// Sampling temperature; 0 is greedy.
     pub temperature: f32,
+    /// Nucleus sampling: sample from the smallest set of tokens whose
+    /// probabilities add up to this; 1 samples from all.
+    pub top_p: f32,
+    /// Seed for sampling, so a run can be reproduced; `None` draws one.
+    pub seed: Option<u64>,
+    /// Text that ends the answer where it appears (it is not returned).
+    pub stop: Vec<String>,
+    /// Generate `max_tokens` even past the end of the answer: for
+    /// benchmarks, which must compare equal work.
+    pub ignore_eos: bool,
+}
+
+impl Default for GenerationParams {
+    fn default() -> Self {
+        Self {
+            max_tokens: 256,
+            temperature: 0.0,
+            top_p: 1.0,
+            seed: None,
+            stop: Vec::new(),
+            ignore_eos: false,
+        }
+    }
 }
 
 /// Why generation stopped, named as in the OpenAI API.
@@ -44,6 +73,17 @@ pub enum FinishReason {
     Length,
     /// The consumer asked to stop (client went away).
     Cancelled,
+}
+
+impl FinishReason {
+    /// The name the OpenAI API gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stop => "stop",
+            Self::Length => "length",
+            Self::Cancelled => "cancelled",
+        }
+    }
 }
 
 /// A finished generation.

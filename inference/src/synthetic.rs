@@ -1,0 +1,280 @@
+//! Tiny llama-architecture models with random weights, for tests: the whole
+//! engine (GGUF and safetensors loading, tokenizer, chat template, KV cache,
+//! sampling) runs on them without downloading anything. Their answers are
+//! noise; their shape is real.
+//!
+//! The vocabulary is GPT-2's 256 byte tokens plus ChatML's three control
+//! tokens, so any text tokenizes.
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+
+use candle_core::quantized::{gguf_file, QTensor};
+use candle_core::{DType, Device, Tensor};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+
+use crate::bundle::write_tar;
+use crate::EngineError;
+
+/// The shape of a synthetic model.
+#[derive(Debug, Clone, Copy)]
+pub struct TinyLlama {
+    /// Hidden size.
+    pub hidden: usize,
+    /// Transformer blocks.
+    pub layers: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Key/value heads (grouped-query attention when fewer than `heads`).
+    pub kv_heads: usize,
+    /// Feed-forward size.
+    pub ffn: usize,
+    /// Context length.
+    pub context: usize,
+    /// Seed for the weights.
+    pub seed: u64,
+}
+
+impl Default for TinyLlama {
+    fn default() -> Self {
+        Self {
+            hidden: 64,
+            layers: 2,
+            heads: 4,
+            kv_heads: 2,
+            ffn: 128,
+            context: 512,
+            seed: 7,
+        }
+    }
+}
+
+/// The control tokens, first in the vocabulary.
+pub const SPECIAL_TOKENS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
+
+/// The vocabulary: control tokens, then the 256 byte-level tokens.
+pub fn vocabulary() -> Vec<String> {
+    let mut bytes: Vec<char> = ByteLevel::alphabet().into_iter().collect();
+    bytes.sort_unstable();
+    SPECIAL_TOKENS
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain(bytes.into_iter().map(String::from))
+        .collect()
+}
+
+fn err(e: candle_core::Error) -> EngineError {
+    EngineError::Failed(format!("synthetic model: {e}"))
+}
+
+/// Deterministic weights in [-scale, scale): a 64-bit LCG, so the same seed
+/// gives the same model on every machine.
+fn random(shape: &[usize], seed: u64, scale: f32) -> Result<Tensor, EngineError> {
+    let n: usize = shape.iter().product();
+    let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    let values: Vec<f32> = (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let unit = (state >> 40) as f32 / (1u64 << 24) as f32;
+            (unit * 2.0 - 1.0) * scale
+        })
+        .collect();
+    Tensor::from_vec(values, shape, &Device::Cpu).map_err(err)
+}
+
+fn ones(n: usize) -> Result<Tensor, EngineError> {
+    Tensor::ones(n, DType::F32, &Device::Cpu).map_err(err)
+}
+
+impl TinyLlama {
+    /// (name in GGUF, name in safetensors, shape as candle holds it).
+    fn tensors(&self) -> Vec<(String, String, Vec<usize>)> {
+        let head_dim = self.hidden / self.heads;
+        let kv = self.kv_heads * head_dim;
+        let vocab = vocabulary().len();
+        let mut out = vec![
+            (
+                "token_embd.weight".into(),
+                "model.embed_tokens.weight".into(),
+                vec![vocab, self.hidden],
+            ),
+            (
+                "output_norm.weight".into(),
+                "model.norm.weight".into(),
+                vec![self.hidden],
+            ),
+            (
+                "output.weight".into(),
+                "lm_head.weight".into(),
+                vec![vocab, self.hidden],
+            ),
+        ];
+        for i in 0..self.layers {
+            let g = |n: &str| format!("blk.{i}.{n}.weight");
+            let s = |n: &str| format!("model.layers.{i}.{n}.weight");
+            out.extend([
+                (g("attn_norm"), s("input_layernorm"), vec![self.hidden]),
+                (
+                    g("ffn_norm"),
+                    s("post_attention_layernorm"),
+                    vec![self.hidden],
+                ),
+                (
+                    g("attn_q"),
+                    s("self_attn.q_proj"),
+                    vec![self.hidden, self.hidden],
+                ),
+                (g("attn_k"), s("self_attn.k_proj"), vec![kv, self.hidden]),
+                (g("attn_v"), s("self_attn.v_proj"), vec![kv, self.hidden]),
+                (
+                    g("attn_output"),
+                    s("self_attn.o_proj"),
+                    vec![self.hidden, self.hidden],
+                ),
+                (
+                    g("ffn_gate"),
+                    s("mlp.gate_proj"),
+                    vec![self.ffn, self.hidden],
+                ),
+                (g("ffn_up"), s("mlp.up_proj"), vec![self.ffn, self.hidden]),
+                (
+                    g("ffn_down"),
+                    s("mlp.down_proj"),
+                    vec![self.hidden, self.ffn],
+                ),
+            ]);
+        }
+        out
+    }
+
+    fn weights(&self) -> Result<Vec<(String, String, Tensor)>, EngineError> {
+        self.tensors()
+            .into_iter()
+            .enumerate()
+            .map(|(i, (gguf, st, shape))| {
+                let t = if shape.len() == 1 {
+                    ones(shape.iter().product())?
+                } else {
+                    random(&shape, self.seed ^ (i as u64) << 8, 0.5)?
+                };
+                Ok((gguf, st, t))
+            })
+            .collect()
+    }
+
+    /// The model as a GGUF file (F32 tensors), with a ChatML template and
+    /// SmolLM's tokenizer settings.
+    pub fn gguf(&self) -> Result<Vec<u8>, EngineError> {
+        use gguf_file::Value;
+        let tokens = vocabulary();
+        let u32v = |n: usize| Value::U32(u32::try_from(n).unwrap_or(u32::MAX));
+        let metadata: Vec<(&str, Value)> = vec![
+            ("general.architecture", Value::String("llama".into())),
+            ("general.name", Value::String("tiny-random-llama".into())),
+            ("llama.attention.head_count", u32v(self.heads)),
+            ("llama.attention.head_count_kv", u32v(self.kv_heads)),
+            ("llama.block_count", u32v(self.layers)),
+            ("llama.embedding_length", u32v(self.hidden)),
+            ("llama.feed_forward_length", u32v(self.ffn)),
+            ("llama.context_length", u32v(self.context)),
+            ("llama.rope.dimension_count", u32v(self.hidden / self.heads)),
+            ("llama.rope.freq_base", Value::F32(10_000.0)),
+            ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
+            ("tokenizer.ggml.model", Value::String("gpt2".into())),
+            ("tokenizer.ggml.pre", Value::String("smollm".into())),
+            (
+                "tokenizer.ggml.tokens",
+                Value::Array(tokens.iter().cloned().map(Value::String).collect()),
+            ),
+            ("tokenizer.ggml.merges", Value::Array(Vec::new())),
+            (
+                "tokenizer.ggml.token_type",
+                Value::Array(
+                    (0..tokens.len())
+                        .map(|i| Value::I32(if i < SPECIAL_TOKENS.len() { 3 } else { 1 }))
+                        .collect(),
+                ),
+            ),
+            ("tokenizer.ggml.bos_token_id", Value::U32(1)),
+            ("tokenizer.ggml.eos_token_id", Value::U32(2)),
+            ("tokenizer.ggml.add_bos_token", Value::Bool(false)),
+            ("tokenizer.ggml.add_space_prefix", Value::Bool(false)),
+        ];
+        let weights = self.weights()?;
+        let tensors = weights
+            .iter()
+            .map(|(name, _, t)| {
+                Ok((
+                    name.as_str(),
+                    QTensor::quantize(t, candle_core::quantized::GgmlDType::F32).map_err(err)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, EngineError>>()?;
+        let md: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
+        let ts: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
+        let mut out = Cursor::new(Vec::new());
+        gguf_file::write(&mut out, &md, &ts).map_err(err)?;
+        Ok(out.into_inner())
+    }
+
+    /// The same model as a safetensors bundle (a tar of `config.json`,
+    /// `tokenizer.json`, `tokenizer_config.json`, `model.safetensors`).
+    pub fn safetensors_bundle(&self) -> Result<Vec<u8>, EngineError> {
+        let weights: std::collections::HashMap<String, Tensor> = self
+            .weights()?
+            .into_iter()
+            .map(|(_, name, t)| (name, t))
+            .collect();
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "cloister-tiny-{}-{}.safetensors",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        candle_core::safetensors::save(&weights, &dir).map_err(err)?;
+        let bytes =
+            std::fs::read(&dir).map_err(|e| EngineError::Failed(format!("synthetic model: {e}")));
+        let _ = std::fs::remove_file(&dir);
+        let config = serde_json::json!({
+            "hidden_size": self.hidden,
+            "intermediate_size": self.ffn,
+            "vocab_size": vocabulary().len(),
+            "num_hidden_layers": self.layers,
+            "num_attention_heads": self.heads,
+            "num_key_value_heads": self.kv_heads,
+            "rms_norm_eps": 1e-5,
+            "rope_theta": 10000.0,
+            "max_position_embeddings": self.context,
+            "tie_word_embeddings": false,
+            "eos_token_id": 2,
+        });
+        let tokenizer = {
+            let gguf = self.gguf()?;
+            let content =
+                gguf_file::Content::read(&mut Cursor::new(gguf.as_slice())).map_err(err)?;
+            crate::tokenizer::from_gguf(&content)?
+                .tokenizer
+                .to_string(false)
+                .map_err(|e| EngineError::Failed(format!("synthetic tokenizer: {e}")))?
+        };
+        let tokenizer_config = serde_json::json!({
+            "bos_token": "<|im_start|>",
+            "eos_token": "<|im_end|>",
+            "chat_template": "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}",
+        });
+        let files: BTreeMap<String, Vec<u8>> = [
+            ("config.json".to_owned(), config.to_string().into_bytes()),
+            ("tokenizer.json".to_owned(), tokenizer.into_bytes()),
+            (
+                "tokenizer_config.json".to_owned(),
+                tokenizer_config.to_string().into_bytes(),
+            ),
+            ("model.safetensors".to_owned(), bytes?),
+        ]
+        .into_iter()
+        .collect();
+        write_tar(&files)
+    }
+}
