@@ -9,6 +9,14 @@ pub const DEV_AUDIENCE: &str = "cloister";
 
 /// `enclave.toml` for a sim enclave with the echo engine that trusts `idp`.
 pub fn sim_enclave_toml(idp: &DevIdp) -> Result<String, toml::ser::Error> {
+    sim_enclave_toml_with_engine(idp, "test-echo")
+}
+
+/// `enclave.toml` for a sim enclave with `engine` that trusts `idp`.
+pub fn sim_enclave_toml_with_engine(
+    idp: &DevIdp,
+    engine: &str,
+) -> Result<String, toml::ser::Error> {
     let mut issuer = toml::Table::new();
     issuer.insert("issuer".into(), idp.issuer().into());
     issuer.insert("jwks".into(), idp.jwks().into());
@@ -17,10 +25,10 @@ pub fn sim_enclave_toml(idp: &DevIdp) -> Result<String, toml::ser::Error> {
     identity.insert("issuers".into(), toml::Value::Array(vec![issuer.into()]));
     let mut root = toml::Table::new();
     root.insert("tee".into(), "sim".into());
-    root.insert("engine".into(), "test-echo".into());
+    root.insert("engine".into(), engine.into());
     root.insert("identity".into(), identity.into());
     Ok(format!(
-        "# Cloister enclave configuration for development: INSECURE sim TEE, echo test engine.\n{}",
+        "# Cloister enclave configuration for development: INSECURE sim TEE, engine {engine}.\n{}",
         toml::to_string(&root)?
     ))
 }

@@ -9,6 +9,7 @@
 //! (unreachable) and 4 (request refused).
 
 mod audit;
+mod corpus;
 mod demo;
 mod kbs;
 mod measure;
@@ -54,6 +55,8 @@ enum Command {
     Policy(policy::PolicyArgs),
     /// Verify, read, search, export and prove the enclave's audit log.
     Audit(audit::AuditArgs),
+    /// Build the guideline corpus answers are grounded in.
+    Corpus(corpus::CorpusArgs),
     /// Run the whole flow on this machine (INSECURE simulated TEE).
     Demo(demo::DemoArgs),
 }
@@ -108,6 +111,7 @@ fn main() -> ExitCode {
         Command::Kbs(args) => usage_on_error("kbs", kbs::run(&args)),
         Command::Policy(args) => usage_on_error("policy", policy::run(&args)),
         Command::Audit(args) => usage_on_error("audit", audit::run(&args)),
+        Command::Corpus(args) => usage_on_error("corpus", corpus::run(&args)),
         Command::Demo(args) => match demo::run(&args) {
             Ok(code) => code,
             Err(e) => {

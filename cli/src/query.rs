@@ -51,6 +51,18 @@ pub(crate) struct QueryArgs {
     /// Why emergency access is needed (with a token whose purpose of use is ETREAT).
     #[arg(long, value_name = "REASON")]
     break_glass_reason: Option<String>,
+    /// The patient's record, a FHIR R4 Bundle (JSON), for summarize and prior_auth.
+    #[arg(long, value_name = "FILE")]
+    fhir: Option<PathBuf>,
+    /// Sampling temperature (0, the default, is greedy).
+    #[arg(long)]
+    temperature: Option<f32>,
+    /// Sampling seed, to reproduce an answer.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Text that ends the answer (repeatable, up to 4).
+    #[arg(long, value_name = "TEXT")]
+    stop: Vec<String>,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -60,7 +72,7 @@ pub(crate) struct QueryArgs {
 
 impl QueryArgs {
     /// The chat completion request body.
-    fn body(&self) -> Value {
+    fn body(&self) -> anyhow::Result<Value> {
         let mut body = json!({ "messages": [{ "role": "user", "content": self.prompt }] });
         let mut context = serde_json::Map::new();
         for (key, value) in [
@@ -72,15 +84,31 @@ impl QueryArgs {
                 context.insert(key.into(), json!(value));
             }
         }
+        if let Some(path) = &self.fhir {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let bundle: Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", path.display()))?;
+            context.insert("fhir".into(), bundle);
+        }
         if let Some(map) = body.as_object_mut() {
             if let Some(n) = self.max_tokens {
                 map.insert("max_tokens".into(), json!(n));
+            }
+            if let Some(t) = self.temperature {
+                map.insert("temperature".into(), json!(t));
+            }
+            if let Some(seed) = self.seed {
+                map.insert("seed".into(), json!(seed));
+            }
+            if !self.stop.is_empty() {
+                map.insert("stop".into(), json!(self.stop));
             }
             if !context.is_empty() {
                 map.insert("cloister".into(), Value::Object(context));
             }
         }
-        body
+        Ok(body)
     }
 }
 
@@ -91,11 +119,12 @@ pub(crate) fn run(args: &QueryArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("policy {}", args.policy.display()))?;
     let token = std::fs::read_to_string(&args.token)
         .with_context(|| format!("cannot read token {}", args.token.display()))?;
+    let body = args.body()?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    Ok(runtime.block_on(query(args, policy, token.trim())))
+    Ok(runtime.block_on(query(args, &body, policy, token.trim())))
 }
 
-async fn query(args: &QueryArgs, policy: AppraisalPolicy, token: &str) -> ExitCode {
+async fn query(args: &QueryArgs, body: &Value, policy: AppraisalPolicy, token: &str) -> ExitCode {
     let outcome = async {
         let mut connection = AttestedConnection::connect(&args.endpoint, policy).await?;
         connection.check_freshness().await?;
@@ -105,7 +134,7 @@ async fn query(args: &QueryArgs, policy: AppraisalPolicy, token: &str) -> ExitCo
         let answer = if args.stream && !args.json {
             println!("Answer:");
             let answer = connection
-                .chat_stream_body(token, &args.body(), |piece| {
+                .chat_stream_body(token, body, |piece| {
                     print!("{piece}");
                     let _ = std::io::Write::flush(&mut std::io::stdout());
                 })
@@ -113,7 +142,7 @@ async fn query(args: &QueryArgs, policy: AppraisalPolicy, token: &str) -> ExitCo
             println!();
             answer
         } else {
-            connection.chat_body(token, &args.body()).await?
+            connection.chat_body(token, body).await?
         };
         Ok::<_, ClientError>((connection, answer))
     }
@@ -137,6 +166,7 @@ async fn query(args: &QueryArgs, policy: AppraisalPolicy, token: &str) -> ExitCo
                 if !args.stream {
                     println!("Answer ({}):\n{}", answer.model, answer.text);
                 }
+                print_citations(answer.raw.pointer("/cloister/citations"));
                 print_policy(answer.raw.pointer("/cloister/policy"));
                 print_audit(answer.raw.pointer("/cloister/audit"));
             }
@@ -270,4 +300,31 @@ pub(crate) fn print_trust(endpoint: &str, peer: &AttestedPeer) {
         );
     }
     println!("  freshness    fresh evidence bound to our nonce and this TLS key: verified");
+}
+
+/// The guideline passages the answer was given, and which it cites.
+fn print_citations(citations: Option<&Value>) {
+    let Some(list) = citations
+        .and_then(Value::as_array)
+        .filter(|l| !l.is_empty())
+    else {
+        return;
+    };
+    println!("Sources retrieved for this answer:");
+    for c in list {
+        let s = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("");
+        let cited = if c.get("cited").and_then(Value::as_bool) == Some(true) {
+            "cited"
+        } else {
+            "not cited"
+        };
+        println!(
+            "  [{}] {} — {} (doi:{}, similarity {:.2}, {cited})",
+            s("id"),
+            s("title"),
+            s("section"),
+            s("doi"),
+            c.get("score").and_then(Value::as_f64).unwrap_or(0.0)
+        );
+    }
 }

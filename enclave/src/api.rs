@@ -30,11 +30,15 @@ use tokio::sync::mpsc;
 
 use crate::audit::Draft;
 use crate::config::Limits;
+use crate::grounding::{self, Citation, Grounded, Grounding};
 use crate::policy::{self, QueryContext};
 
 /// What every request handler can reach.
 pub(crate) struct AppState {
     pub(crate) engine: Option<Arc<dyn Engine>>,
+    pub(crate) grounding: Option<Grounding>,
+    /// Who is answering, as every response's `cloister.enclave` says.
+    pub(crate) enclave_summary: serde_json::Value,
     pub(crate) tokens: TokenVerifier,
     pub(crate) identity: Arc<RaTlsIdentity>,
     pub(crate) source: Arc<dyn EvidenceSource>,
@@ -301,8 +305,25 @@ struct ChatRequest {
     #[serde(default)]
     temperature: Option<f32>,
     #[serde(default)]
+    top_p: Option<f32>,
+    #[serde(default)]
+    seed: Option<u64>,
+    #[serde(default)]
+    stop: Option<StopSpec>,
+    #[serde(default)]
     cloister: QueryContext,
 }
+
+/// OpenAI's `stop`: one string or up to four.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum StopSpec {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Most stop sequences a request may give (as OpenAI allows).
+const MAX_STOP: usize = 4;
 
 /// Every chat request, answered or not, gets its audit record, and nothing
 /// is sent until that record is durable.
@@ -348,7 +369,14 @@ async fn chat_completions(
             report.audit_into(&mut draft);
             let (event, sealed) = draft.finish(Outcome::Streaming, 200, None);
             match record(&audit, event, sealed).await {
-                Ok(seq) => stream_live(engine, *query, report, audit, seq),
+                Ok(seq) => stream_live(
+                    engine,
+                    *query,
+                    report,
+                    audit,
+                    seq,
+                    state.enclave_summary.clone(),
+                ),
                 Err(e) => e.into_response(),
             }
         }
@@ -371,7 +399,13 @@ async fn chat_completions(
                 Ok(seq) => seq,
                 Err(e) => return e.into_response(),
             };
-            let cloister = json!({ "policy": report.to_json(), "audit": audit_ref(&audit, seq) });
+            let cloister = json!({
+                "policy": report.to_json(),
+                "audit": audit_ref(&audit, seq),
+                "task": query.task,
+                "citations": query.grounded.citations,
+                "enclave": state.enclave_summary,
+            });
             if stream {
                 stream_buffered(&query, &completion, text, cloister)
             } else {
@@ -443,9 +477,50 @@ async fn handle_chat(
 ) -> Result<Handled, ApiError> {
     let caller = authenticate(headers, state)?;
     draft.caller(&state.audit, &caller);
-    let request: ChatRequest = serde_json::from_slice(body)
+    let mut request: ChatRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("request body: {e}")))?;
+    let task = request
+        .cloister
+        .task
+        .clone()
+        .unwrap_or_else(|| "chat".into());
+    let record = match &request.cloister.fhir {
+        Some(bundle) => {
+            Some(crate::fhir::read(bundle).map_err(|e| ApiError::bad_request("invalid_fhir", e))?)
+        }
+        None => None,
+    };
+    // The query is about the bundle's patient: named by the client, it
+    // must be the same one; unnamed, it is the bundle's.
+    if let Some(in_bundle) = record.as_ref().and_then(|r| r.patient.clone()) {
+        match &request.cloister.patient {
+            Some(named) if *named != in_bundle => {
+                draft.context(&state.audit, &caller, &request.cloister);
+                return Err(ApiError::bad_request(
+                    "patient_mismatch",
+                    "cloister.patient names a different patient than the FHIR bundle holds".into(),
+                ));
+            }
+            Some(_) => {}
+            None => request.cloister.patient = Some(in_bundle),
+        }
+    }
     draft.context(&state.audit, &caller, &request.cloister);
+    if !grounding::TASKS.contains(&task.as_str()) {
+        return Err(ApiError::bad_request(
+            "unknown_task",
+            format!(
+                "cloister.task must be one of {}",
+                grounding::TASKS.join(", ")
+            ),
+        ));
+    }
+    if matches!(task.as_str(), "summarize" | "prior_auth") && record.is_none() {
+        return Err(ApiError::bad_request(
+            "fhir_required",
+            format!("task {task} needs the patient's record as a FHIR R4 Bundle in cloister.fhir"),
+        ));
+    }
     let engine = state.engine.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -485,12 +560,38 @@ async fn handle_chat(
             format!("max_tokens must be 1 to {}", state.limits.max_tokens),
         ));
     }
+    let stop = match request.stop {
+        None => Vec::new(),
+        Some(StopSpec::One(s)) => vec![s],
+        Some(StopSpec::Many(v)) => v,
+    };
+    if stop.len() > MAX_STOP || stop.iter().any(String::is_empty) {
+        return Err(ApiError::bad_request(
+            "invalid_stop",
+            format!("stop must be 1 to {MAX_STOP} non-empty strings"),
+        ));
+    }
+    let temperature = request.temperature.unwrap_or(0.0);
+    let top_p = request.top_p.unwrap_or(1.0);
+    if !((0.0..=2.0).contains(&temperature) && top_p > 0.0 && top_p <= 1.0) {
+        return Err(ApiError::bad_request(
+            "invalid_sampling",
+            "temperature must be 0 to 2 and top_p above 0 and at most 1".into(),
+        ));
+    }
     let query = ChatQuery {
         policy_request: policy::request_for(&caller, &request.cloister, OffsetDateTime::now_utc()),
         messages: request.messages,
+        task,
+        record: record.map(|r| r.text),
+        grounded: Grounded::default(),
         params: GenerationParams {
             max_tokens,
-            temperature: request.temperature.unwrap_or(0.0),
+            temperature,
+            top_p,
+            seed: request.seed,
+            stop,
+            ignore_eos: false,
         },
         id,
         created: OffsetDateTime::now_utc().unix_timestamp(),
@@ -503,10 +604,16 @@ async fn handle_chat(
         let (query, input) = tokio::task::spawn_blocking(move || {
             let mut query = query;
             let input = gate_input(&worker.policy, &mut query);
-            (query, input)
+            let grounded = if input.allowed {
+                ground(&worker, &mut query)
+            } else {
+                Ok(())
+            };
+            grounded.map(|()| (query, input))
         })
         .await
-        .map_err(|e| engine_failure(&EngineError::Failed(e.to_string())))?;
+        .map_err(|e| engine_failure(&EngineError::Failed(e.to_string())))?
+        .map_err(|e| engine_failure(&e))?;
         let report = PolicyReport::new(&state.policy, input, None);
         if !report.input.allowed {
             return Ok(Handled::Denied(report));
@@ -519,11 +626,10 @@ async fn handle_chat(
     }
     let worker = state.clone();
     let stream = request.stream;
-    let answered =
-        tokio::task::spawn_blocking(move || answer(&worker.policy, engine.as_ref(), query))
-            .await
-            .map_err(|e| engine_failure(&EngineError::Failed(e.to_string())))?
-            .map_err(|e| engine_failure(&e))?;
+    let answered = tokio::task::spawn_blocking(move || answer(&worker, engine.as_ref(), query))
+        .await
+        .map_err(|e| engine_failure(&EngineError::Failed(e.to_string())))?
+        .map_err(|e| engine_failure(&e))?;
     Ok(match answered {
         Answered::Denied(report) => Handled::Denied(report),
         Answered::Answer {
@@ -545,6 +651,12 @@ async fn handle_chat(
 struct ChatQuery {
     policy_request: PolicyRequest,
     messages: Vec<ChatMessage>,
+    /// The clinical task.
+    task: String,
+    /// The patient record read from the request's FHIR bundle.
+    record: Option<String>,
+    /// The sources retrieved for it.
+    grounded: Grounded,
     params: GenerationParams,
     id: String,
     created: i64,
@@ -618,35 +730,73 @@ impl PolicyReport {
     }
 }
 
-/// Run the input gate over the messages and apply its redactions to them.
+/// Run the input gate over the messages and the patient record, and apply
+/// its redactions to them.
 fn gate_input(policy: &LoadedBundle, query: &mut ChatQuery) -> GateOutcome {
-    let parts: Vec<&str> = query.messages.iter().map(|m| m.content.as_str()).collect();
+    let mut parts: Vec<&str> = query.messages.iter().map(|m| m.content.as_str()).collect();
+    if let Some(record) = &query.record {
+        parts.push(record);
+    }
     let input = policy.evaluate_parts(Gate::Input, &query.policy_request, &parts);
     log_gate(&input);
     if input.allowed && input.redacted {
         for (message, part) in query.messages.iter_mut().zip(&input.parts) {
             message.content.clone_from(part);
         }
+        if let (Some(record), Some(part)) =
+            (&mut query.record, input.parts.get(query.messages.len()))
+        {
+            record.clone_from(part);
+        }
     }
     input
+}
+
+/// After the input gate: retrieve the sources the question rests on and put
+/// the task's system prompt (record, sources) before the chat.
+fn ground(state: &AppState, query: &mut ChatQuery) -> Result<(), EngineError> {
+    if let Some(grounding) = &state.grounding {
+        let question = query
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.role == "user")
+            .map(|m| m.content.as_str())
+            .unwrap_or_default();
+        query.grounded = grounding.retrieve(&query.task, question)?;
+        query
+            .policy_request
+            .sources
+            .clone_from(&query.grounded.sources);
+    }
+    grounding::apply(
+        &query.task,
+        &mut query.messages,
+        query.record.as_deref(),
+        &query.grounded.passages_text,
+    );
+    Ok(())
 }
 
 /// Input gate, generation, output gate: the whole answer, held until the
 /// output gate has passed it.
 fn answer(
-    policy: &LoadedBundle,
+    state: &AppState,
     engine: &dyn Engine,
     mut query: ChatQuery,
 ) -> Result<Answered, EngineError> {
+    let policy = &state.policy;
     let input = gate_input(policy, &mut query);
     if !input.allowed {
         return Ok(Answered::Denied(PolicyReport::new(policy, input, None)));
     }
+    ground(state, &mut query)?;
     let completion = engine.generate(&query.messages, &query.params, &mut |_| {
         ControlFlow::Continue(())
     })?;
     if !policy.has_gate(Gate::Output) {
         let text = completion.text.clone();
+        query.grounded.mark_cited(&text);
         return Ok(Answered::Answer {
             query: Box::new(query),
             completion,
@@ -666,6 +816,7 @@ fn answer(
         )));
     }
     let text = output.text.clone();
+    query.grounded.mark_cited(&text);
     Ok(Answered::Answer {
         query: Box::new(query),
         completion,
@@ -803,6 +954,7 @@ fn stream_live(
     report: PolicyReport,
     audit: Arc<AuditLog>,
     query_record: u64,
+    enclave: serde_json::Value,
 ) -> Response {
     let (tx, rx) = mpsc::channel::<Bytes>(32);
     tokio::task::spawn_blocking(move || {
@@ -842,6 +994,11 @@ fn stream_live(
             ..SealedFields::default()
         };
         let ended = audit.append(Event::StreamEnd(end), sealed);
+        let mut grounded = query.grounded.clone();
+        if let Ok(c) = &outcome {
+            grounded.mark_cited(&c.text);
+        }
+        let citations: &[Citation] = &grounded.citations;
         let last = match (outcome, ended) {
             (Ok(c), Ok(receipt)) => chunk(
                 &query,
@@ -849,6 +1006,9 @@ fn stream_live(
                 json!(c.finish_reason),
                 Some(json!({
                     "policy": report.to_json(),
+                    "task": query.task,
+                    "citations": citations,
+                    "enclave": enclave,
                     "usage": usage(&c),
                     "audit": { "log": audit.origin(), "record": query_record, "end_record": receipt.seq },
                 })),

@@ -38,6 +38,11 @@ pub(crate) enum EngineChoice {
     None,
     /// The echo engine, compiled only into test builds.
     TestEcho,
+    /// The embedded candle engine, on the sealed model bundle (`[candle]`
+    /// tunes it).
+    Candle,
+    /// An OpenAI-compatible engine in this CVM (`[openai]` says where).
+    Openai,
 }
 
 /// Request limits; every one bounds what a client can make the enclave do.
@@ -121,6 +126,15 @@ pub(crate) struct EnclaveConfig {
     /// Inference engine.
     #[serde(default)]
     pub(crate) engine: EngineChoice,
+    /// The embedded engine's settings (with `engine = "candle"`).
+    #[serde(default)]
+    pub(crate) candle: cloister_inference::embedded::EngineSettings,
+    /// The in-CVM engine to forward to (with `engine = "openai"`).
+    #[serde(default)]
+    pub(crate) openai: Option<cloister_inference::openai::OpenAiSettings>,
+    /// Grounding: the sealed guideline corpus answers are drawn from.
+    #[serde(default)]
+    pub(crate) retrieval: Option<crate::grounding::RetrievalConfig>,
     /// Trusted identity providers.
     pub(crate) identity: IdentityConfig,
     /// The policy bundle (required: no query goes ungated).

@@ -6,6 +6,8 @@
 mod api;
 mod audit;
 mod config;
+mod fhir;
+mod grounding;
 mod policy;
 mod sealed;
 mod server;
@@ -164,7 +166,8 @@ fn run(args: Args) -> Result<(), Failure> {
         }
         _ => Vec::new(),
     };
-    let engine = engine(config.engine, &unsealed).map_err(with_code(EXIT_CONFIG))?;
+    let engine = engine(&config, &unsealed).map_err(with_code(EXIT_CONFIG))?;
+    let grounding = grounding(&config, &unsealed).map_err(with_code(EXIT_CONFIG))?;
     let identity = RaTlsIdentity::generate(source.as_ref(), bindings)
         .context("cannot create the RA-TLS identity")
         .map_err(with_code(EXIT_TEE))?;
@@ -201,8 +204,19 @@ fn run(args: Args) -> Result<(), Failure> {
         releases,
     )
     .map_err(with_code(EXIT_AUDIT))?;
+    let enclave_summary = serde_json::json!({
+        "tee": identity.tee().name(),
+        "insecure": identity.tee().is_insecure(),
+        "spki_sha256": hex::encode(sha2::Sha256::digest(identity.spki())),
+        "policy_bundle": hex::encode(policy.digest()),
+        "audit_log": audit_log.origin(),
+        "model": engine.as_ref().map(|e| e.model_id().to_owned()),
+        "corpus_passages": grounding.as_ref().map(grounding::Grounding::passages),
+    });
     let state = Arc::new(api::AppState {
         engine,
+        grounding,
+        enclave_summary,
         tokens,
         identity: Arc::new(identity),
         source,
@@ -305,15 +319,69 @@ fn evidence_source(
     Ok(source)
 }
 
+/// The guideline corpus, from the sealed bundle `[retrieval]` names.
+fn grounding(
+    config: &config::EnclaveConfig,
+    unsealed: &[sealed::UnsealedBundle],
+) -> anyhow::Result<Option<grounding::Grounding>> {
+    let Some(retrieval) = &config.retrieval else {
+        return Ok(None);
+    };
+    let bundle = unsealed
+        .iter()
+        .find(|b| b.name == retrieval.bundle)
+        .with_context(|| {
+            format!(
+                "[retrieval] bundle {:?} is not among the sealed bundles this enclave unsealed",
+                retrieval.bundle
+            )
+        })?;
+    let index = cloister_inference::retrieval::Index::load(&bundle.bytes)
+        .context("the guideline corpus cannot be loaded")?;
+    Ok(Some(grounding::Grounding::new(index, retrieval.clone())))
+}
+
 /// The engine, built from the unsealed model bundle where there is one.
 fn engine(
-    choice: EngineChoice,
+    config: &config::EnclaveConfig,
     unsealed: &[sealed::UnsealedBundle],
 ) -> anyhow::Result<Option<Arc<dyn Engine>>> {
-    let model = unsealed
+    let models: Vec<_> = unsealed
         .iter()
-        .find(|b| b.header.kind == cloister_vault::ContentKind::Model);
-    match choice {
+        .filter(|b| b.header.kind == cloister_vault::ContentKind::Model)
+        .collect();
+    let model = models.first().copied();
+    match config.engine {
+        EngineChoice::Candle => {
+            let [model] = models.as_slice() else {
+                bail!(
+                    "engine = \"candle\" needs exactly one sealed bundle of kind \"model\"; {} were unsealed",
+                    models.len()
+                );
+            };
+            let started = std::time::Instant::now();
+            let engine = cloister_inference::embedded::CandleEngine::load(
+                &model.bytes,
+                config.candle.clone(),
+            )
+            .with_context(|| format!("the model in sealed bundle {:?} cannot be loaded", model.name))?;
+            tracing::info!(
+                model = engine.description(),
+                context = engine.context_length(),
+                millis = started.elapsed().as_millis() as u64,
+                "model loaded into enclave memory"
+            );
+            Ok(Some(Arc::new(engine)))
+        }
+        EngineChoice::Openai => {
+            let settings = config
+                .openai
+                .as_ref()
+                .context("engine = \"openai\" needs an [openai] table (address, model)")?;
+            let engine = cloister_inference::openai::OpenAiEngine::new(settings)?;
+            tracing::info!(address = %settings.address, model = %settings.model, "forwarding to the OpenAI-compatible engine in this CVM");
+            Ok(Some(Arc::new(engine)))
+        }
         EngineChoice::None => {
             if let Some(model) = model {
                 tracing::warn!(bundle = %model.name, "a model bundle is unsealed but no engine is configured to load it");

@@ -57,6 +57,9 @@ pub(crate) struct QueryContext {
     /// Why emergency access is needed (with purpose of use ETREAT).
     #[serde(default)]
     pub(crate) break_glass_reason: Option<String>,
+    /// The patient's record, a FHIR R4 Bundle (for `summarize`, `prior_auth`).
+    #[serde(default)]
+    pub(crate) fhir: Option<serde_json::Value>,
 }
 
 /// The request modules see, before its text is filled in.

@@ -2,8 +2,12 @@
 //!
 //! The enclave owns transport, identity, policy and audit; an engine only
 //! turns chat messages into tokens. Keeping the boundary this narrow lets the
-//! embedded candle engine ([`embedded::CandleEngine`]) slot in without the
-//! enclave knowing which it drives.
+//! embedded candle engine ([`embedded::CandleEngine`]) and an
+//! OpenAI-compatible engine in the same CVM ([`openai::OpenAiEngine`]) slot in
+//! without the enclave knowing which it drives.
+//!
+//! [`retrieval`] embeds guideline passages and finds the ones a question
+//! rests on, so answers can cite them.
 //!
 //! With the `test-engine` feature this crate also has [`echo::EchoEngine`],
 //! a deterministic stand-in for tests of everything around inference. It
@@ -13,6 +17,8 @@ pub mod bundle;
 #[cfg(feature = "test-engine")]
 pub mod echo;
 pub mod embedded;
+pub mod openai;
+pub mod retrieval;
 pub mod synthetic;
 mod template;
 mod text;

@@ -43,7 +43,7 @@ impl Default for TinyLlama {
             heads: 4,
             kv_heads: 2,
             ffn: 128,
-            context: 512,
+            context: 2048,
             seed: 7,
         }
     }
@@ -277,4 +277,140 @@ impl TinyLlama {
         .collect();
         write_tar(&files)
     }
+}
+
+/// An embedder's `config.json`, `tokenizer.json` and `model.safetensors`.
+pub type EmbedderFiles = (Vec<u8>, Vec<u8>, Vec<u8>);
+
+/// A tiny BERT sentence embedder with random weights and a WordPiece
+/// vocabulary of lowercase letters, digits and common clinical words:
+/// `(config.json, tokenizer.json, model.safetensors)`. Its embeddings carry
+/// no meaning, but equal texts embed equally and different texts differently.
+pub fn tiny_embedder() -> Result<EmbedderFiles, EngineError> {
+    use tokenizers::models::wordpiece::WordPiece;
+    use tokenizers::normalizers::bert::BertNormalizer;
+    use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+    use tokenizers::processors::template::TemplateProcessing;
+
+    const HIDDEN: usize = 32;
+    const FFN: usize = 64;
+    const LAYERS: usize = 2;
+    const MAX_POSITIONS: usize = 512;
+    let words = [
+        "dose", "renal", "warfarin", "apixaban", "stroke", "sepsis", "fluid", "insulin", "asthma",
+        "burn", "heart", "failure", "kidney", "the", "is", "for", "of", "and", "what",
+    ];
+    let mut vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    vocab.extend(('a'..='z').chain('0'..='9').map(String::from));
+    vocab.extend(('a'..='z').chain('0'..='9').map(|c| format!("##{c}")));
+    vocab.extend(words.iter().map(|w| (*w).to_owned()));
+    for p in ".,;:()-/%".chars() {
+        vocab.push(p.to_string());
+    }
+    let ids: tokenizers::models::bpe::Vocab = vocab
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.clone(), u32::try_from(i).unwrap_or(u32::MAX)))
+        .collect();
+    let wordpiece = WordPiece::builder()
+        .vocab(ids)
+        .unk_token("[UNK]".into())
+        .build()
+        .map_err(|e| EngineError::Failed(format!("synthetic embedder: {e}")))?;
+    let mut tokenizer = tokenizers::Tokenizer::new(wordpiece);
+    tokenizer
+        .with_normalizer(Some(BertNormalizer::new(true, true, None, true)))
+        .map_err(|e| EngineError::Failed(format!("synthetic embedder: {e}")))?;
+    tokenizer.with_pre_tokenizer(Some(BertPreTokenizer));
+    let template = TemplateProcessing::builder()
+        .try_single("[CLS] $A [SEP]")
+        .map_err(|e| EngineError::Failed(format!("synthetic embedder: {e}")))?
+        .special_tokens(vec![("[CLS]", 2), ("[SEP]", 3)])
+        .build()
+        .map_err(|e| EngineError::Failed(format!("synthetic embedder: {e}")))?;
+    tokenizer.with_post_processor(Some(template));
+    let tokenizer_json = tokenizer
+        .to_string(false)
+        .map_err(|e| EngineError::Failed(format!("synthetic embedder: {e}")))?;
+
+    let mut tensors = std::collections::HashMap::new();
+    let mut seed = 11u64;
+    let mut add = |name: String, shape: &[usize]| -> Result<(), EngineError> {
+        seed += 1;
+        let t = if name.ends_with("LayerNorm.weight") {
+            ones(shape.iter().product())?
+        } else if name.ends_with("bias") {
+            Tensor::zeros(shape, DType::F32, &Device::Cpu).map_err(err)?
+        } else {
+            random(shape, seed, 0.3)?
+        };
+        tensors.insert(name, t);
+        Ok(())
+    };
+    add(
+        "embeddings.word_embeddings.weight".into(),
+        &[vocab.len(), HIDDEN],
+    )?;
+    add(
+        "embeddings.position_embeddings.weight".into(),
+        &[MAX_POSITIONS, HIDDEN],
+    )?;
+    add(
+        "embeddings.token_type_embeddings.weight".into(),
+        &[2, HIDDEN],
+    )?;
+    add("embeddings.LayerNorm.weight".into(), &[HIDDEN])?;
+    add("embeddings.LayerNorm.bias".into(), &[HIDDEN])?;
+    for i in 0..LAYERS {
+        let p = |n: &str| format!("encoder.layer.{i}.{n}");
+        for name in [
+            "attention.self.query",
+            "attention.self.key",
+            "attention.self.value",
+            "attention.output.dense",
+        ] {
+            add(p(&format!("{name}.weight")), &[HIDDEN, HIDDEN])?;
+            add(p(&format!("{name}.bias")), &[HIDDEN])?;
+        }
+        for name in ["attention.output.LayerNorm", "output.LayerNorm"] {
+            add(p(&format!("{name}.weight")), &[HIDDEN])?;
+            add(p(&format!("{name}.bias")), &[HIDDEN])?;
+        }
+        add(p("intermediate.dense.weight"), &[FFN, HIDDEN])?;
+        add(p("intermediate.dense.bias"), &[FFN])?;
+        add(p("output.dense.weight"), &[HIDDEN, FFN])?;
+        add(p("output.dense.bias"), &[HIDDEN])?;
+    }
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "cloister-tiny-bert-{}-{}.safetensors",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    candle_core::safetensors::save(&tensors, &path).map_err(err)?;
+    let weights =
+        std::fs::read(&path).map_err(|e| EngineError::Failed(format!("synthetic embedder: {e}")));
+    let _ = std::fs::remove_file(&path);
+    let config = serde_json::json!({
+        "vocab_size": vocab.len(),
+        "hidden_size": HIDDEN,
+        "num_hidden_layers": LAYERS,
+        "num_attention_heads": 4,
+        "intermediate_size": FFN,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.0,
+        "max_position_embeddings": MAX_POSITIONS,
+        "type_vocab_size": 2,
+        "initializer_range": 0.02,
+        "layer_norm_eps": 1e-12,
+        "pad_token_id": 0,
+    });
+    Ok((
+        config.to_string().into_bytes(),
+        tokenizer_json.into_bytes(),
+        weights?,
+    ))
 }

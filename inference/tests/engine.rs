@@ -176,12 +176,12 @@ fn concurrent_requests_get_the_answers_they_would_alone() {
 #[test]
 fn a_prompt_beyond_the_context_is_refused() {
     let e = engine();
-    let long = "x".repeat(600);
+    let long = "x".repeat(2100);
     let err = e
         .generate(&chat(&long), &params(8), &mut |_| ControlFlow::Continue(()))
         .unwrap_err();
     assert!(
-        matches!(&err, EngineError::InvalidRequest(m) if m.contains("context of 512")),
+        matches!(&err, EngineError::InvalidRequest(m) if m.contains("context of 2048")),
         "{err}"
     );
     assert!(matches!(

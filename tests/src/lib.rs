@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use cloister::dev::{
-    audit_table, install_policy_bundle, policy_table, sim_enclave_toml, standard_policy_bundle,
+    audit_table, install_policy_bundle, policy_table, sim_enclave_toml_with_engine,
+    standard_policy_bundle,
 };
 use cloister_attestation::policy::AppraisalPolicy;
 use cloister_attestation::sim::sim_measurement;
@@ -134,6 +135,32 @@ impl Cluster {
         pinned_digest: Option<&str>,
         enclave_extra: &str,
     ) -> anyhow::Result<Self> {
+        Self::prepare_image(tag, bundle, pinned_digest, "test-echo", enclave_extra)
+    }
+
+    /// As [`prepare`](Self::prepare) with inference engine `engine`
+    /// (`candle`, `openai`) instead of the echo engine.
+    pub fn prepare_with_engine(
+        tag: &str,
+        engine: &str,
+        enclave_extra: &str,
+    ) -> anyhow::Result<Self> {
+        Self::prepare_image(
+            tag,
+            &standard_policy_bundle(&bin_dir()),
+            None,
+            engine,
+            enclave_extra,
+        )
+    }
+
+    fn prepare_image(
+        tag: &str,
+        bundle: &Path,
+        pinned_digest: Option<&str>,
+        engine: &str,
+        enclave_extra: &str,
+    ) -> anyhow::Result<Self> {
         let dir = scratch(tag);
         let idp = DevIdp::generate("https://idp.test.invalid", "test-key")?;
         let image = dir.join("image");
@@ -143,7 +170,10 @@ impl Cluster {
         let auditor = cloister_audit::AuditorKey::generate()?;
         std::fs::write(dir.join("auditor.key"), auditor.to_file_text())?;
         let audit = audit_table(&auditor.public().to_hex(), true);
-        let config = format!("{}{policy}{audit}{enclave_extra}", sim_enclave_toml(&idp)?);
+        let config = format!(
+            "{}{policy}{audit}{enclave_extra}",
+            sim_enclave_toml_with_engine(&idp, engine)?
+        );
         std::fs::write(image.join("enclave.toml"), &config)?;
         let binary = std::fs::read(bin("cloister-enclave"))?;
         let measurement = sim_measurement(&sha2_384(&binary), config.as_bytes());

@@ -1,0 +1,241 @@
+//! Forwarding to an OpenAI-compatible engine running in the same CVM (vLLM,
+//! llama.cpp's server, `cloister serve-model`), for models too large for the
+//! embedded engine or served from a confidential GPU.
+//!
+//! The engine's address is part of the enclave's measured configuration and
+//! must be a loopback address: the prompt travels to it in plain HTTP, which
+//! is only private while it never leaves the CVM. Anything else is refused
+//! at start.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::ops::ControlFlow;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{ChatMessage, Completion, Engine, EngineError, FinishReason, GenerationParams};
+
+/// Longest server-sent event line accepted from the engine.
+const MAX_EVENT_LINE: u64 = 1 << 20;
+
+/// Where the in-CVM engine listens, from the enclave's measured configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenAiSettings {
+    /// `IP:PORT`, a loopback address.
+    pub address: String,
+    /// The model name the engine serves.
+    pub model: String,
+    /// The id clients see (default: `model`).
+    #[serde(default)]
+    pub model_id: Option<String>,
+    /// Longest a whole generation may take, seconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_timeout() -> u64 {
+    300
+}
+
+/// An OpenAI-compatible engine in the same CVM.
+pub struct OpenAiEngine {
+    url: String,
+    model: String,
+    model_id: String,
+    agent: ureq::Agent,
+}
+
+fn failed(message: impl Into<String>) -> EngineError {
+    EngineError::Failed(message.into())
+}
+
+impl OpenAiEngine {
+    /// Checks the settings; nothing is contacted until the first query.
+    pub fn new(settings: &OpenAiSettings) -> Result<Self, EngineError> {
+        let address: SocketAddr = settings.address.parse().map_err(|e| {
+            failed(format!(
+                "openai.address {:?} is not IP:PORT: {e}",
+                settings.address
+            ))
+        })?;
+        if !address.ip().is_loopback() {
+            return Err(failed(format!(
+                "openai.address {address} is not a loopback address: prompts would leave the CVM in plain HTTP"
+            )));
+        }
+        if settings.model.is_empty() {
+            return Err(failed("openai.model is empty"));
+        }
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(settings.timeout_secs.max(1))))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Ok(Self {
+            url: format!("http://{address}/v1/chat/completions"),
+            model: settings.model.clone(),
+            model_id: settings
+                .model_id
+                .clone()
+                .unwrap_or_else(|| settings.model.clone()),
+            agent,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct Chunk {
+    #[serde(default)]
+    choices: Vec<ChunkChoice>,
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize)]
+struct ChunkChoice {
+    #[serde(default)]
+    delta: Delta,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct Delta {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+struct Usage {
+    prompt_tokens: u32,
+    completion_tokens: u32,
+}
+
+impl Engine for OpenAiEngine {
+    fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    fn generate(
+        &self,
+        messages: &[ChatMessage],
+        params: &GenerationParams,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Completion, EngineError> {
+        let mut body = json!({
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "stream": true,
+            "stream_options": { "include_usage": true },
+        });
+        if let Some(object) = body.as_object_mut() {
+            if let Some(seed) = params.seed {
+                object.insert("seed".into(), json!(seed));
+            }
+            if !params.stop.is_empty() {
+                object.insert("stop".into(), json!(params.stop));
+            }
+        }
+        let mut response = self
+            .agent
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .send(body.to_string())
+            .map_err(|e| {
+                failed(format!(
+                    "the in-CVM engine at {} is unreachable: {e}",
+                    self.url
+                ))
+            })?;
+        let status = response.status();
+        if !status.is_success() {
+            let mut detail = String::new();
+            let _ = response
+                .body_mut()
+                .as_reader()
+                .take(4096)
+                .read_to_string(&mut detail);
+            let message = format!("the in-CVM engine answered {status}: {}", detail.trim());
+            return Err(if status.is_client_error() {
+                EngineError::InvalidRequest(message)
+            } else {
+                failed(message)
+            });
+        }
+        let mut reader = BufReader::new(response.body_mut().as_reader());
+        let mut text = String::new();
+        let mut pieces = 0u32;
+        let mut usage = None;
+        let mut finish_reason = None;
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = (&mut reader)
+                .take(MAX_EVENT_LINE)
+                .read_until(b'\n', &mut line)
+                .map_err(|e| failed(format!("reading the in-CVM engine's stream: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            if !line.ends_with(b"\n") && n as u64 == MAX_EVENT_LINE {
+                return Err(failed("the in-CVM engine sent an event line over 1 MiB"));
+            }
+            let Some(data) = std::str::from_utf8(&line)
+                .ok()
+                .map(str::trim)
+                .and_then(|l| l.strip_prefix("data:"))
+                .map(str::trim)
+            else {
+                continue;
+            };
+            if data == "[DONE]" {
+                break;
+            }
+            let chunk: Chunk = serde_json::from_str(data)
+                .map_err(|e| failed(format!("the in-CVM engine sent a malformed chunk: {e}")))?;
+            if let Some(u) = chunk.usage {
+                usage = Some(u);
+            }
+            for choice in chunk.choices {
+                if let Some(reason) = choice.finish_reason {
+                    finish_reason = Some(reason);
+                }
+                if let Some(piece) = choice.delta.content.filter(|p| !p.is_empty()) {
+                    text.push_str(&piece);
+                    pieces += 1;
+                    if on_text(&piece).is_break() {
+                        return Ok(Completion {
+                            text,
+                            prompt_tokens: usage.map_or(0, |u| u.prompt_tokens),
+                            completion_tokens: pieces,
+                            finish_reason: FinishReason::Cancelled,
+                        });
+                    }
+                }
+            }
+        }
+        let finish_reason = match finish_reason.as_deref() {
+            Some("length") => FinishReason::Length,
+            Some(_) => FinishReason::Stop,
+            None => {
+                return Err(failed(
+                    "the in-CVM engine's stream ended before the answer did",
+                ))
+            }
+        };
+        Ok(Completion {
+            text,
+            // Engines that do not report usage are counted by content
+            // chunks, one token each in vLLM and llama.cpp.
+            prompt_tokens: usage.map_or(0, |u| u.prompt_tokens),
+            completion_tokens: usage.map_or(pieces, |u| u.completion_tokens),
+            finish_reason,
+        })
+    }
+}
