@@ -16,8 +16,8 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use cloister::client::{AttestedConnection, ClientError};
 use cloister::dev::{
-    audit_table, install_policy_bundle, policy_table, sim_enclave_toml, standard_policy_bundle,
-    DEV_AUDIENCE,
+    audit_table, install_policy_bundle, policy_table, sim_enclave_toml_with_engine,
+    standard_policy_bundle, DEV_AUDIENCE,
 };
 use cloister_attestation::policy::AppraisalPolicy;
 use cloister_attestation::ratls::Bindings;
@@ -54,6 +54,15 @@ pub(crate) struct DemoArgs {
     /// `scripts/build-policies` builds, beside the binaries' target directory).
     #[arg(long, value_name = "DIR")]
     policy_bundle: Option<PathBuf>,
+    /// A model bundle (a GGUF file, e.g. SmolLM2-135M-Instruct from
+    /// scripts/fetch-models) for the embedded engine; without it the demo
+    /// runs the echo test engine.
+    #[arg(long, value_name = "FILE")]
+    model: Option<PathBuf>,
+    /// A guideline corpus bundle (`cloister corpus build`) to ground
+    /// guideline questions in; needs --model.
+    #[arg(long, value_name = "FILE", requires = "model")]
+    corpus: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
@@ -90,11 +99,15 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     MasterKey::generate(&master_path)?;
     let pin = TlsIdentity::load_or_create(&store)?.spki_sha256();
     let model_key = DataKey::generate()?;
-    let model_path = owner.join("model.bin");
-    std::fs::write(&model_path, DEMO_MODEL)?;
+    let model_bytes = match &args.model {
+        Some(path) => {
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?
+        }
+        None => DEMO_MODEL.to_vec(),
+    };
     let bundle_path = host_files.join("model.sealed");
     let (header, sealed) = seal_to_vec(
-        DEMO_MODEL,
+        &model_bytes,
         &model_key,
         &SealParams {
             key_id: DEMO_KEY_ID.into(),
@@ -109,6 +122,29 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         header.plaintext_len,
         bundle_path.display()
     );
+    // The guideline corpus is sealed the same way, under its own key.
+    let corpus_key = DataKey::generate()?;
+    let corpus_path = host_files.join("guidelines.sealed");
+    if let Some(path) = &args.corpus {
+        let corpus =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let (corpus_header, sealed) = seal_to_vec(
+            &corpus,
+            &corpus_key,
+            &SealParams {
+                key_id: DEMO_CORPUS_KEY_ID.into(),
+                kind: ContentKind::Data,
+                bundle_version: 1,
+                chunk_log2: DEFAULT_CHUNK_LOG2,
+            },
+        )?;
+        std::fs::write(&corpus_path, sealed)?;
+        println!(
+            "   sealed the guideline corpus, {} bytes, under key {DEMO_CORPUS_KEY_ID} -> {}",
+            corpus_header.plaintext_len,
+            corpus_path.display()
+        );
+    }
     let broker_address = format!("127.0.0.1:{}", free_port()?);
     println!(
         "   key broker {broker_address}, TLS key pin {}",
@@ -144,11 +180,22 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         auditor_path.display()
     );
     let audit_table = audit_table(&auditor.public().to_hex(), false);
-    let enclave_toml = format!(
+    let engine = if args.model.is_some() {
+        "candle"
+    } else {
+        "test-echo"
+    };
+    let mut enclave_toml = format!(
         "{}{policy_table}{audit_table}\n[broker]\naddress = \"{broker_address}\"\nspki_sha256 = \"{}\"\n\n[[sealed]]\nname = \"model\"\nkey_id = \"{DEMO_KEY_ID}\"\nkind = \"model\"\n",
-        sim_enclave_toml(&idp)?,
+        sim_enclave_toml_with_engine(&idp, engine)?,
         hex::encode(pin)
     );
+    if args.corpus.is_some() {
+        enclave_toml.push_str(&format!(
+            "\n[[sealed]]\nname = \"guidelines\"\nkey_id = \"{DEMO_CORPUS_KEY_ID}\"\nkind = \"data\"\n\n[retrieval]\nbundle = \"guidelines\"\ntop_k = 3\n"
+        ));
+    }
+    println!("   engine: {engine}");
     std::fs::write(image.join("enclave.toml"), enclave_toml)?;
     let measurement = sim_image_measurement(&enclave, &image)?;
     println!("   sim launch measurement {measurement}");
@@ -164,12 +211,21 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let release_policy = format!(
         "# Development only: releases to the INSECURE simulated TEE.\nmin_bundle_version = 1\npolicy_digests = [\"{policy_digest}\"]\n\n[appraisal]\nallow_simulated = true\n[appraisal.sim]\nmeasurements = [\"{measurement}\"]\n"
     );
-    KeyStore::open(&store, MasterKey::load(&master_path)?)?.add(
+    let keys = KeyStore::open(&store, MasterKey::load(&master_path)?)?;
+    keys.add(
         DEMO_KEY_ID,
         &model_key,
         &release_policy,
         OffsetDateTime::now_utc(),
     )?;
+    if args.corpus.is_some() {
+        keys.add(
+            DEMO_CORPUS_KEY_ID,
+            &corpus_key,
+            &release_policy,
+            OffsetDateTime::now_utc(),
+        )?;
+    }
     let broker_log = std::fs::File::create(owner.join("kbs.log"))?;
     let broker = Command::new(&exe)
         .args(["kbs", "serve", "--store"])
@@ -194,8 +250,13 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     std::fs::write(
         &host_path,
         format!(
-            "[daemon]\nadmin_socket = \"cloisterd.sock\"\nenclave_binary = {enclave:?}\nhealth_interval_ms = 500\n\n[[enclave]]\nname = \"scribe\"\ntee = \"sim\"\nimage = \"image\"\nlisten = \"{endpoint}\"\nresources = {{ vcpus = 2 }}\nsealed = {{ model = {:?} }}\n",
-            bundle_path.display().to_string()
+            "[daemon]\nadmin_socket = \"cloisterd.sock\"\nenclave_binary = {enclave:?}\nhealth_interval_ms = 500\n\n[[enclave]]\nname = \"scribe\"\ntee = \"sim\"\nimage = \"image\"\nlisten = \"{endpoint}\"\nresources = {{ vcpus = 2 }}\nsealed = {{ model = {:?}{} }}\n",
+            bundle_path.display().to_string(),
+            if args.corpus.is_some() {
+                format!(", guidelines = {:?}", corpus_path.display().to_string())
+            } else {
+                String::new()
+            }
         ),
     )?;
     let log_path = dir.join("cloisterd.log");
@@ -250,6 +311,59 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => bail!("the demo query failed: {e}"),
     }
+    if args.corpus.is_some() {
+        step("7a. A guideline question: the enclave retrieves passages from the sealed corpus, quotes them to the model, and the citations module checks the answer cites them");
+        let question = "How should the dose of apixaban be reduced in atrial fibrillation?";
+        let body = serde_json::json!({
+            "messages": [{ "role": "user", "content": question }],
+            "max_tokens": 96,
+            "cloister": { "task": "guideline_qa", "patient": "Patient/demo-12" },
+        });
+        let outcome = runtime.block_on(async {
+            let mut connection = AttestedConnection::connect(&endpoint, policy.clone()).await?;
+            connection.chat_body(&token, &body).await
+        });
+        let (text, cloister) = match outcome {
+            Ok(answer) => (Some(answer.text), answer.raw.get("cloister").cloned()),
+            Err(ClientError::Api {
+                code,
+                message,
+                cloister,
+                ..
+            }) => {
+                println!("   refused ({code}): {message}");
+                (None, Some(cloister))
+            }
+            Err(e) => bail!("the guideline question failed: {e}"),
+        };
+        println!("\n   Q: {question}");
+        if let Some(text) = text {
+            println!("   A: {text}");
+        }
+        let citations = cloister
+            .as_ref()
+            .and_then(|c| c.pointer("/citations"))
+            .and_then(serde_json::Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for c in &citations {
+            println!(
+                "   [{}] {} — {} (doi:{}, similarity {:.2}, {})",
+                c["id"].as_str().unwrap_or(""),
+                c["title"].as_str().unwrap_or(""),
+                c["section"].as_str().unwrap_or(""),
+                c["doi"].as_str().unwrap_or(""),
+                c["score"].as_f64().unwrap_or(0.0),
+                if c["cited"] == true {
+                    "cited"
+                } else {
+                    "not cited"
+                }
+            );
+        }
+        print_policy(cloister.as_ref().and_then(|c| c.pointer("/policy")));
+        println!();
+    }
 
     step(
         "7b. The policy gate: a billing clerk may not chat; a researcher's prompt is de-identified",
@@ -297,10 +411,14 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     match redacted {
         Ok(answer) => {
             println!("\n   researcher asks: {research_prompt}");
-            println!(
-                "   the model saw and answered (echo engine): {}",
-                answer.text
-            );
+            if args.model.is_some() {
+                println!("   the model answered (its prompt was de-identified first, see phi-guard below): {}", answer.text);
+            } else {
+                println!(
+                    "   the model saw and answered (the echo engine repeats its prompt): {}",
+                    answer.text
+                );
+            }
             print_policy(answer.raw.pointer("/cloister/policy"));
             println!();
         }
@@ -400,6 +518,8 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 /// arrives with the inference issue.
 const DEMO_MODEL: &[u8] = b"demo model sealed by the data owner, unsealed only inside the enclave\n(a stand-in for SmolLM2 until the embedded engine lands)\n";
 const DEMO_KEY_ID: &str = "demo-model";
+/// The key the demo seals the guideline corpus under.
+const DEMO_CORPUS_KEY_ID: &str = "demo-guidelines";
 
 fn wait_for_port(address: &str) -> anyhow::Result<()> {
     let started = Instant::now();

@@ -680,6 +680,9 @@ struct PolicyReport {
     bundle: [u8; 32],
     input: GateOutcome,
     output: Option<GateOutcome>,
+    /// The sources the refused answer was given (for a denial at the
+    /// output gate, so the caller sees what it should have cited).
+    citations: Vec<Citation>,
 }
 
 impl PolicyReport {
@@ -688,6 +691,7 @@ impl PolicyReport {
             bundle: policy.digest(),
             input,
             output,
+            citations: Vec::new(),
         }
     }
 
@@ -809,11 +813,9 @@ fn answer(
     let output = policy.evaluate(Gate::Output, &answer_request);
     log_gate(&output);
     if !output.allowed {
-        return Ok(Answered::Denied(PolicyReport::new(
-            policy,
-            input,
-            Some(output),
-        )));
+        let mut report = PolicyReport::new(policy, input, Some(output));
+        report.citations = query.grounded.citations;
+        return Ok(Answered::Denied(report));
     }
     let text = output.text.clone();
     query.grounded.mark_cited(&text);
@@ -856,7 +858,7 @@ fn policy_denial(report: &PolicyReport, audit: &serde_json::Value) -> Response {
             "type": "policy_denied",
             "code": code,
         },
-        "cloister": { "policy": report.to_json(), "audit": audit },
+        "cloister": { "policy": report.to_json(), "audit": audit, "citations": report.citations },
     });
     (StatusCode::FORBIDDEN, Json(body)).into_response()
 }
