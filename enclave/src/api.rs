@@ -515,7 +515,7 @@ async fn handle_chat(
             ),
         ));
     }
-    if matches!(task.as_str(), "summarize" | "prior_auth") && record.is_none() {
+    if task == "prior_auth" && record.is_none() {
         return Err(ApiError::bad_request(
             "fhir_required",
             format!("task {task} needs the patient's record as a FHIR R4 Bundle in cloister.fhir"),

@@ -4,8 +4,8 @@
 //! Each task has a system prompt. `guideline_qa` and `prior_auth` retrieve
 //! guideline passages from the sealed corpus and quote them, numbered
 //! `[S1]`…, so the answer can cite them and the `citations` policy module
-//! can check it did; `summarize` and `prior_auth` quote the patient record
-//! read from the request's FHIR bundle. `chat` adds nothing.
+//! can check it did; `summarize` (when given one) and `prior_auth` quote the
+//! patient record read from the request's FHIR bundle. `chat` adds nothing.
 
 use cloister_inference::retrieval::Index;
 use cloister_inference::{ChatMessage, EngineError};
@@ -168,7 +168,10 @@ pub(crate) fn system_prompt(
 ) -> Option<String> {
     let mut prompt = match task {
         "guideline_qa" => "You are a clinical decision-support assistant. Answer the clinician's question using only the guideline sources below. After each statement, cite the source it rests on by its ID in brackets, for example [S1]. If the sources do not answer the question, say so.".to_owned(),
-        "summarize" => "You are a clinical documentation assistant. Summarise the patient's history from the record below for a clinician: active problems, medications, recent results, and anything needing follow-up. Use only the record; do not invent findings.".to_owned(),
+        "summarize" if record.is_some() => "You are a clinical documentation assistant. Summarise the patient's history from the record below for a clinician: active problems, medications, recent results, and anything needing follow-up. Use only the record; do not invent findings.".to_owned(),
+        // Without a record, what to summarise is in the chat (a visit
+        // transcript, a note).
+        "summarize" => "You are a clinical documentation assistant. Summarise the text you are given for a clinician: problems, medications, results and follow-up. Use only that text; do not invent findings.".to_owned(),
         "prior_auth" => "You are drafting a prior-authorization letter to a health insurer for the requested service, on behalf of the treating clinician. Use the patient record and the guideline sources below to justify medical necessity, citing sources by ID in brackets, for example [S1]. Do not invent findings.".to_owned(),
         _ => return None,
     };

@@ -239,3 +239,160 @@ impl Engine for OpenAiEngine {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use std::io::Write as _;
+    use std::net::TcpListener;
+
+    use super::*;
+
+    fn settings(address: &str) -> OpenAiSettings {
+        OpenAiSettings {
+            address: address.into(),
+            model: "m".into(),
+            model_id: None,
+            timeout_secs: 10,
+        }
+    }
+
+    #[test]
+    fn only_loopback_addresses_are_accepted() {
+        let e = OpenAiEngine::new(&settings("10.0.0.5:8000")).err().unwrap();
+        assert!(e.to_string().contains("not a loopback address"), "{e}");
+        assert!(OpenAiEngine::new(&settings("localhost:8000")).is_err());
+        assert!(OpenAiEngine::new(&settings("[::1]:8000")).is_ok());
+        assert_eq!(
+            OpenAiEngine::new(&settings("127.0.0.1:8000"))
+                .unwrap()
+                .model_id(),
+            "m"
+        );
+    }
+
+    /// Serves one HTTP response on loopback and hands back what was asked.
+    fn serve_once(response: &'static str) -> (String, std::thread::JoinHandle<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let handle = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Read the headers and the body (Content-Length bytes).
+            loop {
+                let n = stream.read(&mut buf).unwrap();
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length: usize = text
+                        .lines()
+                        .find_map(|l| {
+                            l.to_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if request.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+            }
+            stream.write_all(response.as_bytes()).unwrap();
+            String::from_utf8_lossy(&request).to_string()
+        });
+        (address, handle)
+    }
+
+    #[test]
+    fn a_streamed_answer_is_relayed_with_its_usage() {
+        let (address, server) = serve_once(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n\
+             data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\n\
+             data: {\"choices\":[{\"delta\":{\"content\":\"Hello\"}}]}\n\n\
+             data: {\"choices\":[{\"delta\":{\"content\":\" world\"},\"finish_reason\":\"stop\"}]}\n\n\
+             data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":2}}\n\n\
+             data: [DONE]\n\n",
+        );
+        let engine = OpenAiEngine::new(&settings(&address)).unwrap();
+        let mut pieces = Vec::new();
+        let params = GenerationParams {
+            max_tokens: 5,
+            seed: Some(3),
+            stop: vec!["END".into()],
+            ..GenerationParams::default()
+        };
+        let messages = [ChatMessage {
+            role: "user".into(),
+            content: "hi".into(),
+        }];
+        let c = engine
+            .generate(&messages, &params, &mut |p| {
+                pieces.push(p.to_owned());
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(pieces, vec!["Hello", " world"]);
+        assert_eq!(
+            (c.text.as_str(), c.prompt_tokens, c.completion_tokens),
+            ("Hello world", 7, 2)
+        );
+        assert_eq!(c.finish_reason, FinishReason::Stop);
+        let request = server.join().unwrap();
+        assert!(
+            request.starts_with("POST /v1/chat/completions"),
+            "{request}"
+        );
+        for part in [
+            "\"model\":\"m\"",
+            "\"max_tokens\":5",
+            "\"seed\":3",
+            "\"stop\":[\"END\"]",
+            "\"stream\":true",
+        ] {
+            assert!(request.contains(part), "{part} missing from {request}");
+        }
+    }
+
+    #[test]
+    fn engine_errors_and_cut_streams_are_failures() {
+        let (address, _server) = serve_once(
+            "HTTP/1.1 400 Bad Request\r\ncontent-length: 21\r\nconnection: close\r\n\r\n{\"error\":\"too long\"}\n",
+        );
+        let engine = OpenAiEngine::new(&settings(&address)).unwrap();
+        let messages = [ChatMessage {
+            role: "user".into(),
+            content: "hi".into(),
+        }];
+        let e = engine
+            .generate(&messages, &GenerationParams::default(), &mut |_| {
+                ControlFlow::Continue(())
+            })
+            .unwrap_err();
+        assert!(
+            matches!(&e, EngineError::InvalidRequest(m) if m.contains("too long")),
+            "{e}"
+        );
+
+        let (address, _server) = serve_once(
+            "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\ndata: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n",
+        );
+        let engine = OpenAiEngine::new(&settings(&address)).unwrap();
+        let e = engine
+            .generate(&messages, &GenerationParams::default(), &mut |_| {
+                ControlFlow::Continue(())
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("ended before the answer did"), "{e}");
+
+        // Nothing listening.
+        let engine = OpenAiEngine::new(&settings("127.0.0.1:1")).unwrap();
+        assert!(engine
+            .generate(&messages, &GenerationParams::default(), &mut |_| {
+                ControlFlow::Continue(())
+            })
+            .unwrap_err()
+            .to_string()
+            .contains("unreachable"));
+    }
+}

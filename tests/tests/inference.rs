@@ -260,9 +260,9 @@ fn the_sealed_model_answers_with_sources_and_the_record_inside_the_enclave() {
         "{out:#}"
     );
 
-    // Refusals: a summary without a record, a record of another patient,
+    // Refusals: a prior authorization without a record, a record of another patient,
     // a task the API does not know.
-    let (code, out) = system.query(&token, &["--task", "summarize", "Summarise."]);
+    let (code, out) = system.query(&token, &["--task", "prior_auth", "Request an MRI."]);
     assert_eq!(
         (code, out["code"].as_str()),
         (4, Some("fhir_required")),
