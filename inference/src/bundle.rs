@@ -8,6 +8,7 @@
 //! `tokenizer_config.json`, which carries the chat template). `cloister
 //! model pack` writes one reproducibly.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::{Cursor, Read as _};
 
@@ -26,13 +27,14 @@ pub const BUNDLE_FILES: [&str; 5] = [
     "tokenizer_config.json",
 ];
 
-/// The files of a model bundle.
+/// The files of a model bundle. A bare GGUF is borrowed from the bundle,
+/// not copied: it is most of the enclave's memory.
 #[derive(Debug)]
-pub enum ModelFiles {
+pub enum ModelFiles<'a> {
     /// A quantized (or not) GGUF model.
     Gguf {
         /// The GGUF file.
-        gguf: Vec<u8>,
+        gguf: Cow<'a, [u8]>,
         /// A tokenizer to use instead of the GGUF's.
         tokenizer_json: Option<Vec<u8>>,
         /// Special tokens and chat template for that tokenizer.
@@ -96,12 +98,12 @@ pub fn read_tar(bytes: &[u8], allowed: &[&str]) -> Result<BTreeMap<String, Vec<u
     Ok(files)
 }
 
-impl ModelFiles {
+impl<'a> ModelFiles<'a> {
     /// Recognises what `bytes` hold.
-    pub fn parse(bytes: &[u8]) -> Result<Self, EngineError> {
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, EngineError> {
         if bytes.starts_with(GGUF_MAGIC) {
             return Ok(Self::Gguf {
-                gguf: bytes.to_vec(),
+                gguf: Cow::Borrowed(bytes),
                 tokenizer_json: None,
                 tokenizer_config: None,
             });
@@ -116,7 +118,7 @@ impl ModelFiles {
                 return Err(bad(format!("{other} does not belong beside model.gguf")));
             }
             return Ok(Self::Gguf {
-                gguf,
+                gguf: Cow::Owned(gguf),
                 tokenizer_json: files.remove("tokenizer.json"),
                 tokenizer_config,
             });

@@ -25,7 +25,7 @@ fn failed(what: &'static str) -> impl Fn(candle_core::Error) -> EngineError {
 
 impl Embedder {
     /// Loads `config.json`, `tokenizer.json` and `model.safetensors`.
-    pub fn load(config: &[u8], tokenizer: &[u8], weights: Vec<u8>) -> Result<Self, EngineError> {
+    pub fn load(config: &[u8], tokenizer: &[u8], weights: &[u8]) -> Result<Self, EngineError> {
         let config: Config = serde_json::from_slice(config)
             .map_err(|e| EngineError::Failed(format!("embedder config.json: {e}")))?;
         let dimension = config.hidden_size;
@@ -42,7 +42,7 @@ impl Embedder {
             ..PaddingParams::default()
         }));
         let device = Device::Cpu;
-        let vb = candle_nn::VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
+        let vb = candle_nn::VarBuilder::from_slice_safetensors(weights, DType::F32, &device)
             .map_err(failed("reading model.safetensors"))?;
         let model = BertModel::load(vb, &config).map_err(failed("loading the weights"))?;
         Ok(Self {

@@ -95,7 +95,7 @@ impl Index {
         let embedder = Embedder::load(
             &take("config.json")?,
             &take("tokenizer.json")?,
-            take("model.safetensors")?,
+            &take("model.safetensors")?,
         )?;
         if corpus.passages.len() != corpus.embeddings.len() {
             return Err(bad(format!(
@@ -162,7 +162,7 @@ pub fn build_bundle(
     progress: &mut dyn FnMut(usize),
 ) -> Result<Vec<u8>, EngineError> {
     let (config, tokenizer, weights) = embedder_files;
-    let embedder = Embedder::load(config, tokenizer, weights.clone())?;
+    let embedder = Embedder::load(config, tokenizer, &weights)?;
     let mut embeddings = Vec::with_capacity(passages.len());
     for batch in passages.chunks(16) {
         let texts: Vec<&str> = batch.iter().map(|p| p.text.as_str()).collect();
