@@ -130,8 +130,9 @@ impl Grounding {
 impl Grounded {
     /// Marks the citations the answer makes.
     pub(crate) fn mark_cited(&mut self, answer: &str) {
+        let cited = cited_ids(answer);
         for c in &mut self.citations {
-            c.cited = cited_ids(answer).iter().any(|id| *id == c.id);
+            c.cited = cited.contains(&c.id.as_str());
         }
     }
 }

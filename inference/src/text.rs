@@ -100,13 +100,7 @@ impl<'a> StopMatcher<'a> {
             .min();
         if let Some(at) = found {
             self.text.truncate(at);
-            let out = self
-                .text
-                .get(self.released..)
-                .unwrap_or_default()
-                .to_owned();
-            self.released = self.text.len();
-            return Matched::Stop(out);
+            return Matched::Stop(self.release_to(at));
         }
         // Hold back the longest tail that begins some stop sequence.
         let hold = self
@@ -115,27 +109,23 @@ impl<'a> StopMatcher<'a> {
             .map(|s| longest_prefix_tail(&self.text, s))
             .max()
             .unwrap_or(0);
-        let safe = self.text.len() - hold;
-        let out = if safe > self.released {
-            self.text
-                .get(self.released..safe)
-                .unwrap_or_default()
-                .to_owned()
-        } else {
-            String::new()
-        };
-        self.released = self.released.max(safe);
-        Matched::Release(out)
+        Matched::Release(self.release_to(self.text.len() - hold))
     }
 
     /// What is still held back, released when generation ends otherwise.
     pub(crate) fn finish(&mut self) -> String {
+        self.release_to(self.text.len())
+    }
+
+    /// Releases the text up to byte `end` not released yet (none if `end`
+    /// is not past what was).
+    fn release_to(&mut self, end: usize) -> String {
         let out = self
             .text
-            .get(self.released..)
+            .get(self.released..end)
             .unwrap_or_default()
             .to_owned();
-        self.released = self.text.len();
+        self.released = self.released.max(end);
         out
     }
 
