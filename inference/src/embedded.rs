@@ -177,6 +177,16 @@ fn widen_slow_quantizations(
     Ok(Some(out.into_inner()))
 }
 
+/// What a loader read from a bundle, before the engine is assembled.
+struct Loaded {
+    model_id: String,
+    weights: Weights,
+    tokenizer: TokenizerInfo,
+    template: Option<String>,
+    context: usize,
+    description: String,
+}
+
 fn json(bytes: &[u8], what: &str) -> Result<serde_json::Value, EngineError> {
     serde_json::from_slice(bytes).map_err(|e| EngineError::Failed(format!("{what}: {e}")))
 }
@@ -186,12 +196,12 @@ impl CandleEngine {
     pub fn load(bundle: &[u8], settings: EngineSettings) -> Result<Self, EngineError> {
         let files = ModelFiles::parse(bundle)?;
         let device = device(&settings)?;
-        match files {
+        let loaded = match files {
             ModelFiles::Gguf {
                 gguf,
                 tokenizer_json,
                 tokenizer_config,
-            } => Self::load_gguf(&gguf, tokenizer_json, tokenizer_config, device, settings),
+            } => Self::load_gguf(&gguf, tokenizer_json, tokenizer_config, &device, &settings)?,
             ModelFiles::Safetensors {
                 config,
                 tokenizer_json,
@@ -202,19 +212,20 @@ impl CandleEngine {
                 &tokenizer_json,
                 tokenizer_config.as_deref(),
                 weights,
-                device,
-                settings,
-            ),
-        }
+                &device,
+                &settings,
+            )?,
+        };
+        Self::assemble(loaded, device, settings)
     }
 
     fn load_gguf(
         gguf: &[u8],
         tokenizer_json: Option<Vec<u8>>,
         tokenizer_config: Option<Vec<u8>>,
-        device: Device,
-        settings: EngineSettings,
-    ) -> Result<Self, EngineError> {
+        device: &Device,
+        settings: &EngineSettings,
+    ) -> Result<Loaded, EngineError> {
         guarded("loading the GGUF model", || {
             let content = gguf_file::Content::read(&mut Cursor::new(gguf))
                 .map_err(failed("reading the GGUF header"))?;
@@ -249,7 +260,7 @@ impl CandleEngine {
             let widened = if settings.keep_quantization {
                 None
             } else {
-                widen_slow_quantizations(&content, gguf, &device)?
+                widen_slow_quantizations(&content, gguf, device)?
             };
             let name = settings
                 .model_id
@@ -270,25 +281,23 @@ impl CandleEngine {
                     let mut reader = Cursor::new(bytes.as_slice());
                     let content = gguf_file::Content::read(&mut reader)
                         .map_err(failed("reading the rewritten GGUF"))?;
-                    quantized_llama::ModelWeights::from_gguf(content, &mut reader, &device)
+                    quantized_llama::ModelWeights::from_gguf(content, &mut reader, device)
                 }
                 None => quantized_llama::ModelWeights::from_gguf(
                     content,
                     &mut Cursor::new(gguf),
-                    &device,
+                    device,
                 ),
             }
             .map_err(failed("loading the GGUF weights"))?;
-            Self::finish(
-                name,
-                Weights::Quantized(Box::new(weights)),
-                device,
+            Ok(Loaded {
+                model_id: name,
+                weights: Weights::Quantized(Box::new(weights)),
                 tokenizer,
-                template_source.as_deref(),
+                template: template_source,
                 context,
-                settings,
                 description,
-            )
+            })
         })
     }
 
@@ -297,9 +306,9 @@ impl CandleEngine {
         tokenizer_json: &[u8],
         tokenizer_config: Option<&[u8]>,
         weights: Vec<u8>,
-        device: Device,
-        settings: EngineSettings,
-    ) -> Result<Self, EngineError> {
+        device: &Device,
+        settings: &EngineSettings,
+    ) -> Result<Loaded, EngineError> {
         guarded("loading the safetensors model", move || {
             let llama_config: llama::LlamaConfig = serde_json::from_slice(config)
                 .map_err(|e| EngineError::Failed(format!("config.json: {e}")))?;
@@ -326,7 +335,7 @@ impl CandleEngine {
             } else {
                 DType::F32
             };
-            let vb = candle_nn::VarBuilder::from_buffered_safetensors(weights, dtype, &device)
+            let vb = candle_nn::VarBuilder::from_buffered_safetensors(weights, dtype, device)
                 .map_err(failed("reading model.safetensors"))?;
             let model = llama::Llama::load(vb, &config).map_err(failed("loading the weights"))?;
             let name = settings.model_id.clone().unwrap_or_else(|| "model".into());
@@ -335,37 +344,38 @@ impl CandleEngine {
                 config.num_hidden_layers
             );
             let context = config.max_position_embeddings;
-            Self::finish(
-                name,
-                Weights::Full {
+            Ok(Loaded {
+                model_id: name,
+                weights: Weights::Full {
                     model: Arc::new(model),
                     config: Arc::new(config),
                 },
-                device,
                 tokenizer,
-                template_source.as_deref(),
+                template: template_source,
                 context,
-                settings,
                 description,
-            )
+            })
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn finish(
-        model_id: String,
-        weights: Weights,
+    /// The engine from what a loader read: chat template and stop tokens.
+    fn assemble(
+        loaded: Loaded,
         device: Device,
-        tokenizer: TokenizerInfo,
-        template: Option<&str>,
-        context: usize,
         settings: EngineSettings,
-        description: String,
     ) -> Result<Self, EngineError> {
+        let Loaded {
+            model_id,
+            weights,
+            tokenizer,
+            template,
+            context,
+            description,
+        } = loaded;
         let token_text =
             |t: &Option<(u32, String)>| t.as_ref().map(|(_, s)| s.clone()).unwrap_or_default();
         let template = ChatTemplate::new(
-            template,
+            template.as_deref(),
             &token_text(&tokenizer.bos),
             &token_text(&tokenizer.eos),
         )?;
