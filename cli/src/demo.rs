@@ -340,27 +340,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         if let Some(text) = text {
             println!("   A: {text}");
         }
-        let citations = cloister
-            .as_ref()
-            .and_then(|c| c.pointer("/citations"))
-            .and_then(serde_json::Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        for c in &citations {
-            println!(
-                "   [{}] {} — {} (doi:{}, similarity {:.2}, {})",
-                c["id"].as_str().unwrap_or(""),
-                c["title"].as_str().unwrap_or(""),
-                c["section"].as_str().unwrap_or(""),
-                c["doi"].as_str().unwrap_or(""),
-                c["score"].as_f64().unwrap_or(0.0),
-                if c["cited"] == true {
-                    "cited"
-                } else {
-                    "not cited"
-                }
-            );
-        }
+        crate::query::print_citations(cloister.as_ref().and_then(|c| c.pointer("/citations")));
         print_policy(cloister.as_ref().and_then(|c| c.pointer("/policy")));
         println!();
     }

@@ -303,7 +303,7 @@ pub(crate) fn print_trust(endpoint: &str, peer: &AttestedPeer) {
 }
 
 /// The guideline passages the answer was given, and which it cites.
-fn print_citations(citations: Option<&Value>) {
+pub(crate) fn print_citations(citations: Option<&Value>) {
     let Some(list) = citations
         .and_then(Value::as_array)
         .filter(|l| !l.is_empty())

@@ -84,6 +84,24 @@ fn random(shape: &[usize], seed: u64, scale: f32) -> Result<Tensor, EngineError>
     Tensor::from_vec(values, shape, &Device::Cpu).map_err(err)
 }
 
+/// `tensors` in the safetensors format. candle writes safetensors only to a
+/// file, so this goes through a uniquely named one in the temp directory.
+fn safetensors_bytes(
+    tensors: &std::collections::HashMap<String, Tensor>,
+) -> Result<Vec<u8>, EngineError> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "cloister-synthetic-{}-{}.safetensors",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    candle_core::safetensors::save(tensors, &path).map_err(err)?;
+    let bytes =
+        std::fs::read(&path).map_err(|e| EngineError::Failed(format!("synthetic model: {e}")));
+    let _ = std::fs::remove_file(&path);
+    bytes
+}
+
 fn ones(n: usize) -> Result<Tensor, EngineError> {
     Tensor::ones(n, DType::F32, &Device::Cpu).map_err(err)
 }
@@ -227,16 +245,7 @@ impl TinyLlama {
             .into_iter()
             .map(|(_, name, t)| (name, t))
             .collect();
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "cloister-tiny-{}-{}.safetensors",
-            std::process::id(),
-            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        candle_core::safetensors::save(&weights, &dir).map_err(err)?;
-        let bytes =
-            std::fs::read(&dir).map_err(|e| EngineError::Failed(format!("synthetic model: {e}")));
-        let _ = std::fs::remove_file(&dir);
+        let bytes = safetensors_bytes(&weights);
         let config = serde_json::json!({
             "hidden_size": self.hidden,
             "intermediate_size": self.ffn,
@@ -384,16 +393,7 @@ pub fn tiny_embedder() -> Result<EmbedderFiles, EngineError> {
         add(p("output.dense.weight"), &[HIDDEN, FFN])?;
         add(p("output.dense.bias"), &[HIDDEN])?;
     }
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let path = std::env::temp_dir().join(format!(
-        "cloister-tiny-bert-{}-{}.safetensors",
-        std::process::id(),
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    candle_core::safetensors::save(&tensors, &path).map_err(err)?;
-    let weights =
-        std::fs::read(&path).map_err(|e| EngineError::Failed(format!("synthetic embedder: {e}")));
-    let _ = std::fs::remove_file(&path);
+    let weights = safetensors_bytes(&tensors);
     let config = serde_json::json!({
         "vocab_size": vocab.len(),
         "hidden_size": HIDDEN,

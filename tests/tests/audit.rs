@@ -273,11 +273,7 @@ fn every_request_is_recorded_and_the_auditor_can_verify_read_export_and_prove_it
     assert_eq!(checked["kind"], "consistency");
 
     // The host edits the denial into an answer: named, exit 1.
-    let segment = std::fs::read_dir(cluster.audit_dir().join("segments"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .next()
-        .unwrap();
+    let segment = first_segment(&cluster);
     let original = std::fs::read_to_string(&segment).unwrap();
     std::fs::write(
         &segment,
@@ -336,11 +332,7 @@ fn a_log_the_enclave_cannot_take_over_stops_it_from_serving() {
     // checkpoint).
     let mut cluster = Cluster::start("audit-damaged").unwrap();
     cluster.shutdown().unwrap();
-    let segment = std::fs::read_dir(cluster.audit_dir().join("segments"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .next()
-        .unwrap();
+    let segment = first_segment(&cluster);
     let original = std::fs::read_to_string(&segment).unwrap();
     let edited = original.replacen("\"name\":\"standard\"", "\"name\":\"lenient\"", 1);
     assert_ne!(original, edited);
@@ -495,4 +487,13 @@ fn assert_records_present(cluster: &Cluster, delivered: &[(String, u64)]) {
             "answer {answer:?} was delivered but its record is missing"
         );
     }
+}
+
+/// The log's first segment file (the tests' logs have one).
+fn first_segment(cluster: &Cluster) -> std::path::PathBuf {
+    std::fs::read_dir(cluster.audit_dir().join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .next()
+        .unwrap()
 }
