@@ -492,20 +492,22 @@ async fn handle_chat(
     };
     // The query is about the bundle's patient: named by the client, it
     // must be the same one; unnamed, it is the bundle's.
-    if let Some(in_bundle) = record.as_ref().and_then(|r| r.patient.clone()) {
-        match &request.cloister.patient {
-            Some(named) if *named != in_bundle => {
-                draft.context(&state.audit, &caller, &request.cloister);
-                return Err(ApiError::bad_request(
-                    "patient_mismatch",
-                    "cloister.patient names a different patient than the FHIR bundle holds".into(),
-                ));
-            }
-            Some(_) => {}
-            None => request.cloister.patient = Some(in_bundle),
+    let in_bundle = record.as_ref().and_then(|r| r.patient.clone());
+    let mismatch = match (&request.cloister.patient, in_bundle) {
+        (Some(named), Some(in_bundle)) => *named != in_bundle,
+        (None, in_bundle) => {
+            request.cloister.patient = in_bundle;
+            false
         }
-    }
+        (Some(_), None) => false,
+    };
     draft.context(&state.audit, &caller, &request.cloister);
+    if mismatch {
+        return Err(ApiError::bad_request(
+            "patient_mismatch",
+            "cloister.patient names a different patient than the FHIR bundle holds".into(),
+        ));
+    }
     if !grounding::TASKS.contains(&task.as_str()) {
         return Err(ApiError::bad_request(
             "unknown_task",
