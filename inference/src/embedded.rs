@@ -194,6 +194,10 @@ fn json(bytes: &[u8], what: &str) -> Result<serde_json::Value, EngineError> {
 impl CandleEngine {
     /// Loads the model in an unsealed bundle (see [`crate::bundle`]).
     pub fn load(bundle: &[u8], settings: EngineSettings) -> Result<Self, EngineError> {
+        Self::load_bundle(bundle, settings).map_err(EngineError::at_load)
+    }
+
+    fn load_bundle(bundle: &[u8], settings: EngineSettings) -> Result<Self, EngineError> {
         let files = ModelFiles::parse(bundle)?;
         let device = device(&settings)?;
         let loaded = match files {

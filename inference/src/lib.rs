@@ -115,6 +115,21 @@ pub enum EngineError {
     /// The engine failed.
     #[error("inference failed: {0}")]
     Failed(String),
+    /// A model, tokenizer, embedder or corpus cannot be loaded: the message
+    /// names the part and what is wrong with it.
+    #[error("{0}")]
+    Unloadable(String),
+}
+
+impl EngineError {
+    /// The error as a loading function reports it: a failure while loading
+    /// is the input's fault, not inference's.
+    pub(crate) fn at_load(self) -> Self {
+        match self {
+            Self::Failed(m) => Self::Unloadable(m),
+            other => other,
+        }
+    }
 }
 
 /// An inference engine. Generation is blocking and CPU- or GPU-bound: the

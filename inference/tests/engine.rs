@@ -220,7 +220,11 @@ fn malformed_bundles_are_refused_without_panicking() {
     let mut bad = good.to_vec();
     bad[30] ^= 0xff;
     let _ = CandleEngine::load(&bad, EngineSettings::default());
-    assert!(CandleEngine::load(b"not a model", EngineSettings::default()).is_err());
+    let Err(e) = CandleEngine::load(b"not a model", EngineSettings::default()) else {
+        panic!("a bundle that is no model loaded");
+    };
+    assert!(matches!(e, EngineError::Unloadable(_)), "{e:?}");
+    assert!(e.to_string().starts_with("model bundle: "), "{e}");
     let mut st = TinyLlama::default().safetensors_bundle().unwrap();
     let n = st.len();
     st.truncate(n / 2);

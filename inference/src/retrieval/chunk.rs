@@ -43,6 +43,10 @@ fn io(path: &Path, e: std::io::Error) -> EngineError {
 /// The passages of every guideline under `root` (holding `registry.json`
 /// and `content/`), in registry order.
 pub fn guideline_passages(root: &Path) -> Result<Vec<Passage>, EngineError> {
+    read_guidelines(root).map_err(EngineError::at_load)
+}
+
+fn read_guidelines(root: &Path) -> Result<Vec<Passage>, EngineError> {
     let registry_path = root.join("registry.json");
     let registry: Vec<GuidelineSource> =
         serde_json::from_slice(&std::fs::read(&registry_path).map_err(|e| io(&registry_path, e))?)

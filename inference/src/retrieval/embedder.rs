@@ -26,6 +26,10 @@ fn failed(what: &'static str) -> impl Fn(candle_core::Error) -> EngineError {
 impl Embedder {
     /// Loads `config.json`, `tokenizer.json` and `model.safetensors`.
     pub fn load(config: &[u8], tokenizer: &[u8], weights: &[u8]) -> Result<Self, EngineError> {
+        Self::load_files(config, tokenizer, weights).map_err(EngineError::at_load)
+    }
+
+    fn load_files(config: &[u8], tokenizer: &[u8], weights: &[u8]) -> Result<Self, EngineError> {
         let config: Config = serde_json::from_slice(config)
             .map_err(|e| EngineError::Failed(format!("embedder config.json: {e}")))?;
         let dimension = config.hidden_size;

@@ -84,6 +84,10 @@ fn bad(message: impl Into<String>) -> EngineError {
 impl Index {
     /// Loads an unsealed corpus bundle.
     pub fn load(bundle: &[u8]) -> Result<Self, EngineError> {
+        Self::load_bundle(bundle).map_err(EngineError::at_load)
+    }
+
+    fn load_bundle(bundle: &[u8]) -> Result<Self, EngineError> {
         let mut files = read_tar(bundle, &CORPUS_FILES)?;
         let mut take = |name: &str| {
             files
