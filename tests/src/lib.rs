@@ -449,6 +449,47 @@ impl Broker {
             .context("cannot run cloister kbs")
     }
 
+    /// Seals `plain` as bundle `name` of `kind` with `cloister seal` under a
+    /// fresh key `NAME-key`, which the broker releases (version 1 and up)
+    /// to `cluster`'s measurement; the sealed bundle is `NAME.sealed` in the
+    /// cluster's directory, where the host keeps it.
+    pub fn seal_for(
+        &self,
+        cluster: &Cluster,
+        name: &str,
+        kind: &str,
+        plain: &[u8],
+    ) -> anyhow::Result<PathBuf> {
+        let plain_path = self.dir.join(format!("{name}.plain"));
+        std::fs::write(&plain_path, plain)?;
+        let key = self.dir.join(format!("{name}.key"));
+        let bundle = cluster.dir.join(format!("{name}.sealed"));
+        let key_id = format!("{name}-key");
+        let out = cluster.cloister(&[
+            "seal",
+            "--generate-key",
+            "--key",
+            &key.display().to_string(),
+            "--key-id",
+            &key_id,
+            "--version",
+            "1",
+            "--kind",
+            kind,
+            &plain_path.display().to_string(),
+            &bundle.display().to_string(),
+        ])?;
+        if !out.status.success() {
+            bail!("cloister seal failed: {}", text(&out.stderr));
+        }
+        let policy = format!(
+            "min_bundle_version = 1\npolicy_digests = \"any\"\n[appraisal]\nallow_simulated = true\n[appraisal.sim]\nmeasurements = [\"{}\"]\n",
+            cluster.measurement
+        );
+        self.add_key(&key_id, &key, &policy)?;
+        Ok(bundle)
+    }
+
     /// Adds `key_id` from `key_file` with `policy` (TOML text).
     pub fn add_key(&self, key_id: &str, key_file: &Path, policy: &str) -> anyhow::Result<()> {
         let policy_path = self.dir.join(format!("{key_id}.release.toml"));

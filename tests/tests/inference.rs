@@ -66,37 +66,8 @@ fn corpus() -> Vec<u8> {
     .unwrap()
 }
 
-/// Seals `plain` under a fresh key `key_id` and registers the key.
 fn seal(cluster: &Cluster, broker: &Broker, name: &str, kind: &str, plain: &[u8]) -> PathBuf {
-    let plain_path = broker.dir.join(format!("{name}.plain"));
-    std::fs::write(&plain_path, plain).unwrap();
-    let key = broker.dir.join(format!("{name}.key"));
-    let bundle = cluster.dir.join(format!("{name}.sealed"));
-    let out = cluster
-        .cloister(&[
-            "seal",
-            "--generate-key",
-            "--key",
-            &key.display().to_string(),
-            "--key-id",
-            &format!("{name}-key"),
-            "--version",
-            "1",
-            "--kind",
-            kind,
-            &plain_path.display().to_string(),
-            &bundle.display().to_string(),
-        ])
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "seal: {}", text(&out.stderr));
-    let policy = format!(
-        "min_bundle_version = 1\npolicy_digests = \"any\"\n[appraisal]\nallow_simulated = true\n[appraisal.sim]\nmeasurements = [\"{}\"]\n",
-        cluster.measurement
-    );
-    broker
-        .add_key(&format!("{name}-key"), &key, &policy)
-        .unwrap();
-    bundle
+    broker.seal_for(cluster, name, kind, plain).unwrap()
 }
 
 struct System {
