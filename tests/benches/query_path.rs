@@ -6,9 +6,10 @@
 //! answer in this process.
 //!
 //! On the synthetic model by default; `CLOISTER_BENCH_GGUF` picks a real
-//! one (SmolLM2 from scripts/fetch-models). Needs the binaries and the
-//! standard policy bundle built first (`scripts/test` or `scripts/run`
-//! builds them). Run: `cargo bench -p cloister-tests --bench query_path`
+//! one (SmolLM2 from scripts/fetch-models). The enclave is the release
+//! binary beside this bench, so build them and the standard policy bundle
+//! first: `cargo build --release --workspace --bins && scripts/build-policies`,
+//! then `cargo bench -p cloister-tests --bench query_path`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::ops::ControlFlow;
