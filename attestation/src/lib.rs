@@ -31,6 +31,7 @@ pub(crate) mod bytes;
 pub mod collect;
 pub mod error;
 pub mod evidence;
+pub mod measure;
 pub mod policy;
 pub mod ratls;
 pub mod sim;
