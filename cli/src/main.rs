@@ -11,6 +11,7 @@
 mod audit;
 mod corpus;
 mod demo;
+mod image;
 mod kbs;
 mod measure;
 mod policy;
@@ -43,6 +44,8 @@ enum Command {
     Query(query::QueryArgs),
     /// Compute the launch measurement an enclave image will report.
     Measure(measure::MeasureArgs),
+    /// Build and inspect reproducible enclave VM images.
+    Image(image::ImageArgs),
     /// Seal a file into a bundle the untrusted host can store but not read.
     // `--version` is the bundle version here, as the data owner's scripts write it.
     #[command(disable_version_flag = true)]
@@ -112,6 +115,7 @@ fn main() -> ExitCode {
         Command::Policy(args) => usage_on_error("policy", policy::run(&args)),
         Command::Audit(args) => usage_on_error("audit", audit::run(&args)),
         Command::Corpus(args) => usage_on_error("corpus", corpus::run(&args)),
+        Command::Image(args) => usage_on_error("image", image::run(&args)),
         Command::Demo(args) => match demo::run(&args) {
             Ok(code) => code,
             Err(e) => {

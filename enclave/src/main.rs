@@ -8,6 +8,7 @@ mod audit;
 mod config;
 mod fhir;
 mod grounding;
+mod guest;
 mod policy;
 mod sealed;
 mod server;
@@ -38,6 +39,9 @@ const EXIT_FAILURE: u8 = 1;
 /// Exit status when the audit log cannot be taken over (damaged, locked,
 /// unwritable): nothing is served without it.
 const EXIT_AUDIT: u8 = 4;
+/// Exit status when, as a VM's /init, the guest could not be prepared
+/// (modules, network, the host's shares).
+const EXIT_GUEST: u8 = 5;
 
 /// The Cloister enclave agent.
 #[derive(Debug, Parser)]
@@ -57,8 +61,23 @@ struct Args {
     memory_limit_mib: Option<u64>,
     /// A sealed bundle the host supplies, NAME=PATH (repeat for each bundle
     /// the configuration names). Only ciphertext: the key comes from the broker.
-    #[arg(long = "sealed", value_name = "NAME=PATH")]
+    #[arg(
+        long = "sealed",
+        value_name = "NAME=PATH",
+        conflicts_with = "sealed_dir"
+    )]
     sealed: Vec<String>,
+    /// A directory holding each sealed bundle the configuration names, as a
+    /// file of that name (the VM image's read-only share from the host).
+    #[arg(long, value_name = "DIR")]
+    sealed_dir: Option<PathBuf>,
+    /// Run as the VM's /init: mount the kernel filesystems and the host's
+    /// shares, load the image's modules and configure the network first.
+    #[arg(long)]
+    guest_init: bool,
+    /// The guest's address on the host's relay network, with `--guest-init`.
+    #[arg(long, value_name = "IPV4/PREFIX", requires = "guest_init")]
+    guest_address: Option<guest::GuestAddress>,
     /// The audit log directory (host storage; records are signed, and
     /// their sensitive fields encrypted to the auditor, inside the enclave).
     #[arg(long)]
@@ -80,13 +99,18 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
-    match run(args) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    let guest_init = args.guest_init;
+    let code = match run(args) {
+        Ok(()) => 0,
         Err(failure) => {
             tracing::error!("{:#}", failure.error);
-            std::process::ExitCode::from(failure.code)
+            failure.code
         }
+    };
+    if guest_init {
+        guest::power_off(code);
     }
+    std::process::ExitCode::from(code)
 }
 
 struct Failure {
@@ -98,7 +122,16 @@ fn with_code(code: u8) -> impl Fn(anyhow::Error) -> Failure {
     move |error| Failure { code, error }
 }
 
-fn run(args: Args) -> Result<(), Failure> {
+fn run(mut args: Args) -> Result<(), Failure> {
+    if args.guest_init {
+        let address = args
+            .guest_address
+            .context("--guest-init needs --guest-address")
+            .map_err(with_code(EXIT_CONFIG))?;
+        guest::init(address, &args.audit_dir, args.sealed_dir.as_deref())
+            .context("the guest could not be prepared")
+            .map_err(with_code(EXIT_GUEST))?;
+    }
     if let Some(mib) = args.memory_limit_mib {
         let bytes = mib.saturating_mul(1024 * 1024);
         rustix::process::setrlimit(
@@ -121,6 +154,13 @@ fn run(args: Args) -> Result<(), Failure> {
         .map_err(anyhow::Error::from)
         .map_err(with_code(EXIT_CONFIG))?;
     let broker = config.broker_endpoint().map_err(with_code(EXIT_CONFIG))?;
+    if let Some(dir) = &args.sealed_dir {
+        args.sealed = config
+            .sealed
+            .iter()
+            .map(|b| format!("{}={}", b.name, dir.join(&b.name).display()))
+            .collect();
+    }
     let bundles = sealed::supplied(&config.sealed, &args.sealed).map_err(with_code(EXIT_CONFIG))?;
     let policy = policy::load(&args.image, &config.policy).map_err(with_code(EXIT_CONFIG))?;
     // A log that cannot be taken over stops the start before anything is

@@ -13,6 +13,9 @@ use serde::Deserialize;
 pub(crate) enum TeeKind {
     /// A local child process. INSECURE: the host can read its memory.
     Sim,
+    /// The enclave image in an ordinary VM under QEMU, carrying sim
+    /// evidence. INSECURE: for development and CI.
+    Vm,
     /// An SEV-SNP confidential VM.
     Snp,
     /// A TDX trust domain.
@@ -78,6 +81,131 @@ pub(crate) struct Resources {
     pub(crate) memory_mib: Option<u64>,
 }
 
+impl TeeKind {
+    /// Its name in the configuration.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Sim => "sim",
+            Self::Vm => "vm",
+            Self::Snp => "snp",
+            Self::Tdx => "tdx",
+        }
+    }
+}
+
+/// Which QEMU accelerator an ordinary VM uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Accel {
+    /// KVM where QEMU can use it, otherwise TCG (software emulation).
+    #[default]
+    Auto,
+    /// KVM only.
+    Kvm,
+    /// TCG only.
+    Tcg,
+}
+
+/// 32 bytes the host binds into an SNP launch (`HOST_DATA` in the report).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HostData(pub(crate) [u8; 32]);
+
+impl<'de> Deserialize<'de> for HostData {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(text.trim(), &mut out).map_err(|e| {
+            serde::de::Error::custom(format!("host_data is 64 hex digits (32 bytes): {e}"))
+        })?;
+        Ok(Self(out))
+    }
+}
+
+/// An SNP ID block and its authentication structure, base64 as QEMU takes
+/// them (`snpguest generate id-block` makes them).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IdBlock {
+    /// The ID block.
+    pub(crate) block: String,
+    /// The ID authentication information structure.
+    pub(crate) auth: String,
+}
+
+/// SEV-SNP launch settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct SnpSettings {
+    /// QEMU CPU model; part of the launch measurement (VMSA), so it must be
+    /// what the expected measurement was computed for.
+    pub(crate) vcpu_type: String,
+    /// Allow SMT on the host (guest policy bit 17).
+    pub(crate) allow_smt: bool,
+    /// The C-bit position (CPUID 0x8000001F EBX[5:0]; 51 on Milan and Genoa).
+    pub(crate) cbitpos: u32,
+    /// Physical address bits lost to memory encryption.
+    pub(crate) reduced_phys_bits: u32,
+    /// HOST_DATA, hex.
+    pub(crate) host_data: Option<HostData>,
+    /// An ID block to launch with.
+    pub(crate) id_block: Option<IdBlock>,
+}
+
+impl Default for SnpSettings {
+    fn default() -> Self {
+        Self {
+            vcpu_type: "EPYC-v4".into(),
+            allow_smt: false,
+            cbitpos: 51,
+            reduced_phys_bits: 1,
+            host_data: None,
+            id_block: None,
+        }
+    }
+}
+
+/// TDX launch settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct TdxSettings {
+    /// Set MRCONFIGID to the SHA-384 of the image's enclave.toml, so the
+    /// quote names the configuration directly.
+    pub(crate) mrconfigid_from_config: bool,
+}
+
+/// How a VM enclave (tee = "vm", "snp" or "tdx") is launched.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct VmSettings {
+    /// The QEMU binary.
+    pub(crate) qemu: PathBuf,
+    /// tee = "vm" only: the accelerator.
+    pub(crate) accel: Accel,
+    /// How long the VM may take to boot and answer its first health check,
+    /// seconds (software emulation boots in tens of seconds).
+    pub(crate) boot_timeout_s: u64,
+    /// Where cloisterd keeps the VM's working files (the sealed-bundle
+    /// share); default `vm/<name>` beside this file.
+    pub(crate) state_dir: Option<PathBuf>,
+    /// SEV-SNP settings.
+    pub(crate) snp: SnpSettings,
+    /// TDX settings.
+    pub(crate) tdx: TdxSettings,
+}
+
+impl Default for VmSettings {
+    fn default() -> Self {
+        Self {
+            qemu: "qemu-system-x86_64".into(),
+            accel: Accel::Auto,
+            boot_timeout_s: 300,
+            state_dir: None,
+            snp: SnpSettings::default(),
+            tdx: TdxSettings::default(),
+        }
+    }
+}
+
 /// One enclave.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,7 +214,8 @@ pub(crate) struct EnclaveConfig {
     pub(crate) name: String,
     /// How it is isolated.
     pub(crate) tee: TeeKind,
-    /// The image directory (sim: holds enclave.toml).
+    /// The image directory: for sim, one holding enclave.toml; for vm, snp
+    /// and tdx, one `cloister image build` wrote.
     pub(crate) image: PathBuf,
     /// The public address clients connect to; cloisterd relays from here.
     pub(crate) listen: SocketAddr,
@@ -110,6 +239,9 @@ pub(crate) struct EnclaveConfig {
     /// (only TLS ciphertext). For tests and forensics; off by default.
     #[serde(default)]
     pub(crate) relay_capture: Option<PathBuf>,
+    /// VM launch settings (tee = "vm", "snp", "tdx").
+    #[serde(default)]
+    pub(crate) vm: VmSettings,
 }
 
 /// The whole file.
@@ -156,6 +288,14 @@ impl HostConfig {
             if let Some(p) = &mut e.relay_capture {
                 fix(p);
             }
+            let state =
+                e.vm.state_dir
+                    .get_or_insert_with(|| PathBuf::from("vm").join(&e.name));
+            fix(state);
+            // A bare program name is looked up on PATH; a path is resolved.
+            if e.vm.qemu.components().count() > 1 {
+                fix(&mut e.vm.qemu);
+            }
             for p in e.sealed.values_mut() {
                 fix(p);
             }
@@ -187,13 +327,12 @@ impl HostConfig {
             if !listens.insert(e.listen) {
                 bail!("listen address {} is used twice", e.listen);
             }
-            match e.tee {
-                TeeKind::Sim => {}
-                TeeKind::Snp | TeeKind::Tdx => bail!(
-                    "enclave {:?}: tee = \"{}\" needs a confidential VM launcher (QEMU), which this release of cloisterd does not have yet; refusing rather than running it unprotected. Use tee = \"sim\" for development.",
+            if e.tee != TeeKind::Sim && e.resources.memory_mib.is_none() {
+                bail!(
+                    "enclave {:?}: tee = \"{}\" needs resources.memory_mib (the VM's memory)",
                     e.name,
-                    if e.tee == TeeKind::Snp { "snp" } else { "tdx" }
-                ),
+                    e.tee.name()
+                );
             }
             if e.policy_bundle.is_some() {
                 bail!(
@@ -216,11 +355,21 @@ impl HostConfig {
                     );
                 }
             }
-            if !e.image.join("enclave.toml").is_file() {
+            let wanted = if e.tee == TeeKind::Sim {
+                "enclave.toml"
+            } else {
+                cloister_image::MANIFEST_FILE
+            };
+            if !e.image.join(wanted).is_file() {
                 bail!(
-                    "enclave {:?}: image {} has no enclave.toml",
+                    "enclave {:?}: image {} has no {wanted}{}",
                     e.name,
-                    e.image.display()
+                    e.image.display(),
+                    if e.tee == TeeKind::Sim {
+                        ""
+                    } else {
+                        " (build one with `cloister image build`)"
+                    }
                 );
             }
         }
@@ -233,7 +382,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_example_parses_and_sim_is_the_only_launchable_tee() {
+    fn the_example_parses() {
         let text = include_str!("../host.example.toml");
         let config: HostConfig = toml::from_str(text).unwrap();
         assert_eq!(config.enclaves.len(), 1);

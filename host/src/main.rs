@@ -4,10 +4,13 @@
 //! answer, and clients verify the enclaves themselves.
 
 mod admin;
+mod capability;
 mod config;
 mod probe;
+mod qemu;
 mod relay;
 mod supervisor;
+mod vm;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -161,6 +164,17 @@ async fn daemon(config_path: &Path) -> u8 {
             return EXIT_USAGE;
         }
     };
+    // What this host cannot launch is refused before anything starts.
+    for enclave in config
+        .enclaves
+        .iter()
+        .filter(|e| e.tee != config::TeeKind::Sim)
+    {
+        if let Err(e) = vm::preflight(enclave) {
+            tracing::error!("{e:#}");
+            return EXIT_USAGE;
+        }
+    }
     match run(config).await {
         Ok(()) => 0,
         Err(e) => {
@@ -177,7 +191,11 @@ async fn run(config: HostConfig) -> anyhow::Result<()> {
             .context("cannot locate cloisterd")?
             .with_file_name("cloister-enclave"),
     };
-    if !binary.is_file() {
+    let has_sim = config
+        .enclaves
+        .iter()
+        .any(|e| e.tee == config::TeeKind::Sim);
+    if has_sim && !binary.is_file() {
         anyhow::bail!(
             "enclave binary {} does not exist (set daemon.enclave_binary)",
             binary.display()
@@ -206,8 +224,14 @@ async fn run(config: HostConfig) -> anyhow::Result<()> {
         if let Some(path) = &enclave.relay_capture {
             tracing::warn!(enclave = %enclave.name, path = %path.display(), "recording relayed bytes (ciphertext) to a file");
         }
-        if enclave.tee == config::TeeKind::Sim {
-            tracing::warn!(enclave = %enclave.name, "INSECURE: sim enclave runs as a plain process; the host can read its memory");
+        match enclave.tee {
+            config::TeeKind::Sim => {
+                tracing::warn!(enclave = %enclave.name, "INSECURE: sim enclave runs as a plain process; the host can read its memory")
+            }
+            config::TeeKind::Vm => {
+                tracing::warn!(enclave = %enclave.name, "INSECURE: tee = vm is an ordinary VM carrying sim evidence; the host can read its memory")
+            }
+            config::TeeKind::Snp | config::TeeKind::Tdx => {}
         }
         let status = Arc::new(Mutex::new(EnclaveStatus {
             name: enclave.name.clone(),
@@ -220,6 +244,7 @@ async fn run(config: HostConfig) -> anyhow::Result<()> {
             uptime_s: None,
             last_exit: None,
             evidence: None,
+            ready_after_ms: None,
             started: None,
         }));
         let stats = Arc::new(relay::RelayStats::default());

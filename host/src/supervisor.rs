@@ -8,8 +8,9 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use serde::Serialize;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
@@ -51,6 +52,8 @@ pub(crate) struct EnclaveStatus {
     pub(crate) uptime_s: Option<u64>,
     pub(crate) last_exit: Option<String>,
     pub(crate) evidence: Option<ClaimedEvidence>,
+    /// From launch to the first answered health check, last launch.
+    pub(crate) ready_after_ms: Option<u64>,
     #[serde(skip)]
     pub(crate) started: Option<Instant>,
 }
@@ -129,7 +132,7 @@ impl Supervisor {
         };
         let mut child = match self.spawn(backend) {
             Ok(child) => child,
-            Err(e) => return failed(format!("cannot launch {}: {e}", self.binary.display())),
+            Err(e) => return failed(format!("cannot launch: {e:#}")),
         };
         let pid = child.id();
         tracing::info!(enclave = %self.config.name, pid, %backend, "enclave launched");
@@ -141,7 +144,12 @@ impl Supervisor {
         });
 
         let interval = Duration::from_millis(self.daemon.health_interval_ms.max(50));
-        let startup_deadline = started + Duration::from_secs(self.daemon.startup_timeout_s);
+        let startup_timeout = if self.config.tee == TeeKind::Sim {
+            self.daemon.startup_timeout_s
+        } else {
+            self.config.vm.boot_timeout_s
+        };
+        let startup_deadline = started + Duration::from_secs(startup_timeout);
         let mut healthy = false;
         let mut failures = 0u32;
         loop {
@@ -150,12 +158,15 @@ impl Supervisor {
                     failures = 0;
                     if !healthy {
                         healthy = true;
+                        let ready_ms = started.elapsed().as_millis() as u64;
                         tracing::info!(
                             enclave = %self.config.name,
                             tee = %claims.tee,
                             measurement = %claims.measurement,
+                            ready_ms,
                             "enclave is up (claims shown unverified: clients verify)"
                         );
+                        self.update(|s| s.ready_after_ms = Some(ready_ms));
                         self.backend.send_replace(Some(backend));
                     }
                     self.update(|s| {
@@ -177,10 +188,7 @@ impl Supervisor {
                 Err(e) => {
                     if Instant::now() > startup_deadline {
                         stop(&mut child).await;
-                        return failed(format!(
-                            "not healthy within {}s: {e}",
-                            self.daemon.startup_timeout_s
-                        ));
+                        return failed(format!("not healthy within {startup_timeout}s: {e}"));
                     }
                 }
             }
@@ -207,19 +215,42 @@ impl Supervisor {
         }
     }
 
-    fn spawn(&self, backend: SocketAddr) -> std::io::Result<Child> {
-        let mut command = Command::new(&self.binary);
+    fn spawn(&self, backend: SocketAddr) -> anyhow::Result<Child> {
+        let mut command = if self.config.tee == TeeKind::Sim {
+            self.process_command(backend)
+        } else {
+            crate::vm::command(&self.config, backend)?
+        };
         command
-            .arg("--image")
-            .arg(&self.config.image)
-            .arg("--listen")
-            .arg(backend.to_string())
             // Nothing of the host's environment reaches the enclave.
             .env_clear()
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        let mut child = command.spawn().with_context(|| {
+            format!(
+                "cannot start {}",
+                command.as_std().get_program().to_string_lossy()
+            )
+        })?;
+        if let Some(out) = child.stdout.take() {
+            forward_logs(self.config.name.clone(), out);
+        }
+        if let Some(err) = child.stderr.take() {
+            forward_logs(self.config.name.clone(), err);
+        }
+        Ok(child)
+    }
+
+    /// The enclave agent as a local process (tee = "sim").
+    fn process_command(&self, backend: SocketAddr) -> Command {
+        let mut command = Command::new(&self.binary);
+        command
+            .arg("--image")
+            .arg(&self.config.image)
+            .arg("--listen")
+            .arg(backend.to_string());
         if let Some(dir) = &self.config.audit_dir {
             command.arg("--audit-dir").arg(dir);
         }
@@ -234,14 +265,7 @@ impl Supervisor {
             arg.push(path);
             command.arg("--sealed").arg(arg);
         }
-        let mut child = command.spawn()?;
-        if let Some(out) = child.stdout.take() {
-            forward_logs(self.config.name.clone(), out);
-        }
-        if let Some(err) = child.stderr.take() {
-            forward_logs(self.config.name.clone(), err);
-        }
-        Ok(child)
+        command
     }
 }
 
@@ -254,13 +278,43 @@ fn free_loopback_port() -> std::io::Result<SocketAddr> {
     StdListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()
 }
 
+/// Longest log line; a longer one is logged in pieces of this size.
+const MAX_LOG_LINE: usize = 16 * 1024;
+
+/// Forwards the enclave's output (a process's stdout/stderr, a VM's serial
+/// console) line by line into cloisterd's log. It keeps reading whatever
+/// arrives (invalid UTF-8, control characters, endless lines) so a full pipe
+/// never stalls the enclave.
 fn forward_logs(name: String, stream: impl AsyncRead + Unpin + Send + 'static) {
     tokio::spawn(async move {
-        let mut lines = BufReader::new(stream).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            tracing::info!(target: "enclave", enclave = %name, "{line}");
+        let mut reader = BufReader::new(stream);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match (&mut reader)
+                .take(MAX_LOG_LINE as u64)
+                .read_until(b'\n', &mut line)
+                .await
+            {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            if let Some(text) = printable(&line) {
+                tracing::info!(target: "enclave", enclave = %name, "{text}");
+            }
         }
     });
+}
+
+/// A log line without control characters (firmware escape sequences), or
+/// None if nothing printable is left.
+fn printable(line: &[u8]) -> Option<String> {
+    let text: String = String::from_utf8_lossy(line)
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect();
+    let text = text.trim_end();
+    (!text.trim().is_empty()).then(|| text.to_owned())
 }
 
 /// SIGTERM, then SIGKILL after the grace period.
@@ -275,4 +329,22 @@ async fn stop(child: &mut Child) {
         }
     }
     let _ = child.kill().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn console_lines_lose_escape_sequences_and_bad_bytes_do_not_stop_them() {
+        assert_eq!(
+            printable(b"\x1bc\x1b[?7l\x1b[2JSeaBIOS (version 1.16.2)\r\n").as_deref(),
+            Some("c[?7l[2JSeaBIOS (version 1.16.2)")
+        );
+        assert_eq!(
+            printable(b"\xff\xfeok\n").as_deref(),
+            Some("\u{fffd}\u{fffd}ok")
+        );
+        assert_eq!(printable(b"\x1b\r\n"), None);
+    }
 }

@@ -53,6 +53,28 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// The static (musl) `cloister-enclave` a VM image runs as its /init:
+/// `$CLOISTER_GUEST_ENCLAVE`, or the `guest` profile's musl build in the
+/// target directory of the workspace binaries (`scripts/test` builds it).
+pub fn guest_enclave() -> anyhow::Result<PathBuf> {
+    let path = match std::env::var_os("CLOISTER_GUEST_ENCLAVE") {
+        Some(path) => PathBuf::from(path),
+        None => {
+            let bins = bin_dir();
+            bins.parent()
+                .unwrap_or(&bins)
+                .join("x86_64-unknown-linux-musl/guest/cloister-enclave")
+        }
+    };
+    if !path.is_file() {
+        bail!(
+            "{} is missing: run `cargo build -p cloister-enclave --profile guest --target x86_64-unknown-linux-musl` first (scripts/test does)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
 /// A multi-threaded runtime for a test's client calls.
 // A test cannot go on without a runtime: failing it is the right outcome.
 #[allow(clippy::expect_used)]
@@ -197,6 +219,20 @@ impl Cluster {
     /// Writes `host.toml` (with `sealed` bundles, NAME and PATH) and starts
     /// `cloisterd`; does not wait for the enclave.
     pub fn launch(&mut self, sealed: &[(&str, &Path)]) -> anyhow::Result<()> {
+        self.launch_as("tee = \"sim\"\nimage = \"image\"\n", sealed)
+    }
+
+    /// As [`launch`](Self::launch), with the VM image
+    /// [`build_vm_image`](Self::build_vm_image) wrote, under QEMU with
+    /// software emulation (tee = "vm").
+    pub fn launch_vm(&mut self, sealed: &[(&str, &Path)]) -> anyhow::Result<()> {
+        self.launch_as(
+            "tee = \"vm\"\nimage = \"vm-image\"\nvm = { accel = \"tcg\", boot_timeout_s = 600 }\n",
+            sealed,
+        )
+    }
+
+    fn launch_as(&mut self, tee: &str, sealed: &[(&str, &Path)]) -> anyhow::Result<()> {
         let sealed: Vec<String> = sealed
             .iter()
             .map(|(name, path)| format!("{name} = {:?}", path.display().to_string()))
@@ -204,7 +240,7 @@ impl Cluster {
         std::fs::write(
             self.dir.join("host.toml"),
             format!(
-                "[daemon]\nadmin_socket = \"cloisterd.sock\"\nenclave_binary = {:?}\nhealth_interval_ms = 200\nhealth_failures = 2\n\n[[enclave]]\nname = \"e2e\"\ntee = \"sim\"\nimage = \"image\"\nlisten = \"{}\"\nrelay_capture = \"relay.capture\"\nresources = {{ vcpus = 2, memory_mib = 4096 }}\nsealed = {{ {} }}\n",
+                "[daemon]\nadmin_socket = \"cloisterd.sock\"\nenclave_binary = {:?}\nhealth_interval_ms = 200\nhealth_failures = 2\n\n[[enclave]]\nname = \"e2e\"\n{tee}listen = \"{}\"\nrelay_capture = \"relay.capture\"\nresources = {{ vcpus = 2, memory_mib = 2048 }}\nsealed = {{ {} }}\n",
                 bin("cloister-enclave"),
                 self.endpoint,
                 sealed.join(", ")
@@ -220,6 +256,43 @@ impl Cluster {
             .spawn()?;
         self.daemon = Some(daemon);
         Ok(())
+    }
+
+    /// Builds a VM image (`cloister image build --tee vm`) from the prepared
+    /// image directory with the static guest enclave ([`guest_enclave`]) and
+    /// the kernel tree in `$CLOISTER_KERNEL_TREE`; the cluster's measurement
+    /// and appraisal policy become the image's. Returns the manifest.
+    pub fn build_vm_image(&mut self) -> anyhow::Result<Value> {
+        let kernel_tree = std::env::var_os("CLOISTER_KERNEL_TREE").context(
+            "CLOISTER_KERNEL_TREE is not set: scripts/test sets it to the tree scripts/fetch-kernel extracts",
+        )?;
+        let out = self.cloister(&[
+            "image",
+            "build",
+            "--json",
+            "--tee",
+            "vm",
+            "--kernel-tree",
+            &PathBuf::from(kernel_tree).display().to_string(),
+            "--enclave-binary",
+            &guest_enclave()?.display().to_string(),
+            "--enclave-dir",
+            &self.dir.join("image").display().to_string(),
+            "--out",
+            &self.dir.join("vm-image").display().to_string(),
+            "--appraisal-policy",
+            &self.policy_path().display().to_string(),
+        ])?;
+        if !out.status.success() {
+            bail!("cloister image build failed: {}", text(&out.stderr));
+        }
+        let manifest: Value = serde_json::from_slice(&out.stdout)?;
+        let sim = manifest
+            .pointer("/expected/sim")
+            .and_then(Value::as_str)
+            .context("the vm image has no expected sim measurement")?;
+        self.measurement = sim.parse()?;
+        Ok(manifest)
     }
 
     /// The enclave's audit log directory (cloisterd's default for it).
@@ -259,6 +332,16 @@ impl Cluster {
 
     /// Polls status until `ready` holds.
     pub fn wait_for(&self, ready: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+        self.wait_for_within(PATIENCE, ready)
+    }
+
+    /// As [`wait_for`](Self::wait_for), waiting up to `patience` (a VM
+    /// under software emulation takes far longer to boot than a process).
+    pub fn wait_for_within(
+        &self,
+        patience: Duration,
+        ready: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
         let start = Instant::now();
         loop {
             if let Ok(status) = self.status() {
@@ -266,7 +349,7 @@ impl Cluster {
                     return Ok(status);
                 }
             }
-            if start.elapsed() > PATIENCE {
+            if start.elapsed() > patience {
                 bail!(
                     "cloisterd did not reach the expected state; log:\n{}",
                     self.log()
@@ -435,6 +518,12 @@ impl Broker {
             "\n[broker]\naddress = \"{}\"\nspki_sha256 = \"{}\"\n",
             self.address, self.pin
         )
+    }
+
+    /// The `[broker]` table for an enclave in a VM on QEMU's user network,
+    /// where the host's loopback is 10.0.2.2.
+    pub fn enclave_toml_for_vm(&self) -> String {
+        self.enclave_toml().replace("127.0.0.1:", "10.0.2.2:")
     }
 
     /// Runs `cloister kbs SUBCOMMAND --store .. --master-key .. ARGS`.
