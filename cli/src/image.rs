@@ -78,6 +78,10 @@ struct BuildArgs {
     /// Also write an appraisal policy accepting exactly this image.
     #[arg(long, value_name = "FILE")]
     appraisal_policy: Option<PathBuf>,
+    /// Also write a key-broker release-policy fragment for this image (all
+    /// but `min_bundle_version`).
+    #[arg(long, value_name = "FILE")]
+    release_policy: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -125,6 +129,14 @@ fn run_build(args: &BuildArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(path, policy).with_context(|| format!("cannot write {}", path.display()))?;
         if !args.json {
             eprintln!("appraisal policy written to {}", path.display());
+        }
+    }
+    if let Some(path) = &args.release_policy {
+        let fragment = release_fragment(&manifest, &args.enclave_dir, &args.out)?;
+        std::fs::write(path, fragment)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        if !args.json {
+            eprintln!("release-policy fragment written to {}", path.display());
         }
     }
     print_manifest(&manifest, &args.out, args.json)?;
@@ -182,6 +194,33 @@ fn policy_digest(enclave_dir: &Path) -> anyhow::Result<Option<String>> {
         .map(str::to_owned))
 }
 
+/// What pins this image in an appraisal policy: top-level keys, and the
+/// TEE's table (name, body).
+fn pinning(manifest: &ImageManifest) -> anyhow::Result<(String, &'static str, String)> {
+    match (&manifest.expected.sim, &manifest.expected.snp) {
+        (Some(sim), _) => Ok((
+            "# INSECURE: a vm image carries simulated evidence, which proves nothing.\nallow_simulated = true\n".into(),
+            "sim",
+            format!("measurements = [\"{sim}\"]\n"),
+        )),
+        (None, Some(snp)) => Ok((
+            String::new(),
+            "snp",
+            format!(
+                "measurements = [\"{snp}\"]\n# Pin your own hosts' chip IDs, and raise the minimum TCB to the one AMD currently\n# publishes for your processors: the values below accept any chip and any TCB.\nchip_ids = \"any\"\nminimum_tcb = {{ bootloader = 0, tee = 0, snp = 0, microcode = 0 }}\n"
+            ),
+        )),
+        (None, None) => anyhow::bail!(
+            "this image has no computed launch measurement, so no policy can pin it: {}",
+            manifest
+                .expected
+                .not_computed
+                .as_deref()
+                .unwrap_or("unknown reason")
+        ),
+    }
+}
+
 /// An appraisal policy accepting this image and its policy bundle, checked
 /// by parsing it back before it is written.
 fn appraisal_policy(
@@ -189,6 +228,7 @@ fn appraisal_policy(
     enclave_dir: &Path,
     dir: &Path,
 ) -> anyhow::Result<String> {
+    let (top, table, body) = pinning(manifest)?;
     let mut text = format!(
         "# Appraisal policy for the enclave image {} (tee {}), written by `cloister image build`.\n",
         dir.display(),
@@ -197,29 +237,109 @@ fn appraisal_policy(
     if let Some(digest) = policy_digest(enclave_dir)? {
         text.push_str(&format!("policy_digests = [\"{digest}\"]\n"));
     }
-    match (&manifest.expected.sim, &manifest.expected.snp) {
-        (Some(sim), _) => {
-            text.push_str(
-                "# INSECURE: a vm image carries simulated evidence, which proves nothing.\n",
-            );
-            text.push_str("allow_simulated = true\n\n[sim]\n");
-            text.push_str(&format!("measurements = [\"{sim}\"]\n"));
-        }
-        (None, Some(snp)) => {
-            text.push_str(&format!(
-                "\n[snp]\nmeasurements = [\"{snp}\"]\n# Pin your own hosts' chip IDs, and raise the minimum TCB to the one AMD currently\n# publishes for your processors: the values below accept any chip and any TCB.\nchip_ids = \"any\"\nminimum_tcb = {{ bootloader = 0, tee = 0, snp = 0, microcode = 0 }}\n"
-            ));
-        }
-        (None, None) => anyhow::bail!(
-            "this image has no computed launch measurement, so no appraisal policy can pin it: {}",
-            manifest
-                .expected
-                .not_computed
-                .as_deref()
-                .unwrap_or("unknown reason")
-        ),
-    }
+    text.push_str(&top);
+    text.push_str(&format!("\n[{table}]\n{body}"));
     cloister_attestation::policy::AppraisalPolicy::from_toml(&text)
         .context("the appraisal policy written for this image does not parse (a bug)")?;
     Ok(text)
+}
+
+/// A release-policy fragment for the key broker: everything but
+/// `min_bundle_version`, which is the data owner's to choose per key.
+/// Checked by parsing it back with a placeholder version.
+fn release_fragment(
+    manifest: &ImageManifest,
+    enclave_dir: &Path,
+    dir: &Path,
+) -> anyhow::Result<String> {
+    let (top, table, body) = pinning(manifest)?;
+    let digests = match policy_digest(enclave_dir)? {
+        Some(digest) => format!("[\"{digest}\"]"),
+        None => anyhow::bail!(
+            "enclave.toml pins no policy bundle digest ([policy] digest), which a release policy must name"
+        ),
+    };
+    let text = format!(
+        "# Release-policy fragment for the enclave image {} (tee {}), written by `cloister image build`.\n# Add min_bundle_version = N above it: the oldest bundle version this key may unseal.\npolicy_digests = {digests}\n\n[appraisal]\n{top}\n[appraisal.{table}]\n{body}",
+        dir.display(),
+        manifest.tee.name()
+    );
+    cloister_vault::kbs::policy::ReleasePolicy::from_toml(&format!(
+        "min_bundle_version = 1\n{text}"
+    ))
+    .context("the release-policy fragment written for this image does not parse (a bug)")?;
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use cloister_image::{ExpectedMeasurements, FileDigest};
+
+    fn manifest(tee: ImageTee, expected: ExpectedMeasurements) -> ImageManifest {
+        let file = |name: &str| FileDigest {
+            file: name.into(),
+            sha256: "00".repeat(32),
+            bytes: 1,
+        };
+        ImageManifest {
+            format: cloister_image::FORMAT.into(),
+            tee,
+            kernel_release: "6.1.0-47-amd64".into(),
+            kernel: file("vmlinuz"),
+            initrd: file("initrd.img"),
+            firmware: None,
+            cmdline: "console=ttyS0".into(),
+            enclave_sha384: "00".repeat(48),
+            config_sha384: "00".repeat(48),
+            modules: vec![],
+            vcpus: 2,
+            vcpu_type: None,
+            guest_port: 8443,
+            expected,
+        }
+    }
+
+    #[test]
+    fn policies_pin_the_measurement_and_bundle_and_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let digest = "ab".repeat(32);
+        std::fs::write(
+            dir.path().join("enclave.toml"),
+            format!("tee = \"snp\"\n[policy]\nbundle = \"policy\"\ndigest = \"{digest}\"\n"),
+        )
+        .unwrap();
+        let measurement: cloister_attestation::types::Measurement =
+            "cd".repeat(48).parse().unwrap();
+        let snp = manifest(
+            ImageTee::Snp,
+            ExpectedMeasurements {
+                sim: None,
+                snp: Some(measurement),
+                not_computed: None,
+            },
+        );
+        let appraisal = appraisal_policy(&snp, dir.path(), dir.path()).unwrap();
+        let parsed = cloister_attestation::policy::AppraisalPolicy::from_toml(&appraisal).unwrap();
+        assert!(!parsed.allow_simulated);
+        assert!(parsed.snp.unwrap().measurements.accepts(&measurement));
+        let fragment = release_fragment(&snp, dir.path(), dir.path()).unwrap();
+        assert!(fragment.contains(&digest));
+        assert!(fragment.contains("[appraisal.snp]"));
+
+        let tdx = manifest(
+            ImageTee::Tdx,
+            ExpectedMeasurements {
+                sim: None,
+                snp: None,
+                not_computed: Some("not computed".into()),
+            },
+        );
+        let err = appraisal_policy(&tdx, dir.path(), dir.path()).unwrap_err();
+        assert!(
+            err.to_string().contains("no computed launch measurement"),
+            "{err}"
+        );
+    }
 }

@@ -219,20 +219,32 @@ impl Cluster {
     /// Writes `host.toml` (with `sealed` bundles, NAME and PATH) and starts
     /// `cloisterd`; does not wait for the enclave.
     pub fn launch(&mut self, sealed: &[(&str, &Path)]) -> anyhow::Result<()> {
-        self.launch_as("tee = \"sim\"\nimage = \"image\"\n", sealed)
+        self.launch_as(
+            "health_interval_ms = 200\nhealth_failures = 2\n",
+            "tee = \"sim\"\nimage = \"image\"\n",
+            sealed,
+        )
     }
 
     /// As [`launch`](Self::launch), with the VM image
     /// [`build_vm_image`](Self::build_vm_image) wrote, under QEMU with
     /// software emulation (tee = "vm").
     pub fn launch_vm(&mut self, sealed: &[(&str, &Path)]) -> anyhow::Result<()> {
+        // Health checks are TLS handshakes with an emulated CPU: on a loaded
+        // 2-core machine one can take seconds, so a VM gets more slack.
         self.launch_as(
+            "health_interval_ms = 1000\nhealth_failures = 5\n",
             "tee = \"vm\"\nimage = \"vm-image\"\nvm = { accel = \"tcg\", boot_timeout_s = 600 }\n",
             sealed,
         )
     }
 
-    fn launch_as(&mut self, tee: &str, sealed: &[(&str, &Path)]) -> anyhow::Result<()> {
+    fn launch_as(
+        &mut self,
+        health: &str,
+        tee: &str,
+        sealed: &[(&str, &Path)],
+    ) -> anyhow::Result<()> {
         let sealed: Vec<String> = sealed
             .iter()
             .map(|(name, path)| format!("{name} = {:?}", path.display().to_string()))
@@ -240,7 +252,7 @@ impl Cluster {
         std::fs::write(
             self.dir.join("host.toml"),
             format!(
-                "[daemon]\nadmin_socket = \"cloisterd.sock\"\nenclave_binary = {:?}\nhealth_interval_ms = 200\nhealth_failures = 2\n\n[[enclave]]\nname = \"e2e\"\n{tee}listen = \"{}\"\nrelay_capture = \"relay.capture\"\nresources = {{ vcpus = 2, memory_mib = 2048 }}\nsealed = {{ {} }}\n",
+                "[daemon]\nadmin_socket = \"cloisterd.sock\"\nenclave_binary = {:?}\n{health}\n[[enclave]]\nname = \"e2e\"\n{tee}listen = \"{}\"\nrelay_capture = \"relay.capture\"\nresources = {{ vcpus = 2, memory_mib = 2048 }}\nsealed = {{ {} }}\n",
                 bin("cloister-enclave"),
                 self.endpoint,
                 sealed.join(", ")
@@ -261,7 +273,8 @@ impl Cluster {
     /// Builds a VM image (`cloister image build --tee vm`) from the prepared
     /// image directory with the static guest enclave ([`guest_enclave`]) and
     /// the kernel tree in `$CLOISTER_KERNEL_TREE`; the cluster's measurement
-    /// and appraisal policy become the image's. Returns the manifest.
+    /// and appraisal policy become the image's, and its release-policy
+    /// fragment is `release-fragment.toml`. Returns the manifest.
     pub fn build_vm_image(&mut self) -> anyhow::Result<Value> {
         let kernel_tree = std::env::var_os("CLOISTER_KERNEL_TREE").context(
             "CLOISTER_KERNEL_TREE is not set: scripts/test sets it to the tree scripts/fetch-kernel extracts",
@@ -282,6 +295,8 @@ impl Cluster {
             &self.dir.join("vm-image").display().to_string(),
             "--appraisal-policy",
             &self.policy_path().display().to_string(),
+            "--release-policy",
+            &self.dir.join("release-fragment.toml").display().to_string(),
         ])?;
         if !out.status.success() {
             bail!("cloister image build failed: {}", text(&out.stderr));
@@ -549,6 +564,23 @@ impl Broker {
         kind: &str,
         plain: &[u8],
     ) -> anyhow::Result<PathBuf> {
+        let policy = format!(
+            "min_bundle_version = 1\npolicy_digests = \"any\"\n[appraisal]\nallow_simulated = true\n[appraisal.sim]\nmeasurements = [\"{}\"]\n",
+            cluster.measurement
+        );
+        self.seal_with_policy(cluster, name, kind, plain, &policy)
+    }
+
+    /// As [`seal_for`](Self::seal_for), with the key's release policy
+    /// `policy` (TOML text).
+    pub fn seal_with_policy(
+        &self,
+        cluster: &Cluster,
+        name: &str,
+        kind: &str,
+        plain: &[u8],
+        policy: &str,
+    ) -> anyhow::Result<PathBuf> {
         let plain_path = self.dir.join(format!("{name}.plain"));
         std::fs::write(&plain_path, plain)?;
         let key = self.dir.join(format!("{name}.key"));
@@ -571,11 +603,7 @@ impl Broker {
         if !out.status.success() {
             bail!("cloister seal failed: {}", text(&out.stderr));
         }
-        let policy = format!(
-            "min_bundle_version = 1\npolicy_digests = \"any\"\n[appraisal]\nallow_simulated = true\n[appraisal.sim]\nmeasurements = [\"{}\"]\n",
-            cluster.measurement
-        );
-        self.add_key(&key_id, &key, &policy)?;
+        self.add_key(&key_id, &key, policy)?;
         Ok(bundle)
     }
 

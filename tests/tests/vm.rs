@@ -92,12 +92,15 @@ fn a_vm_image_boots_attests_answers_and_comes_back_after_qemu_is_killed() {
         );
     }
 
+    // The broker releases the model under the fragment the build wrote.
+    let fragment = std::fs::read_to_string(cluster.dir.join("release-fragment.toml")).unwrap();
     let model = broker
-        .seal_for(
+        .seal_with_policy(
             &cluster,
             "model",
             "model",
             &TinyLlama::default().gguf().unwrap(),
+            &format!("min_bundle_version = 1\n{fragment}"),
         )
         .unwrap();
     broker.start().unwrap();
@@ -135,14 +138,23 @@ fn a_vm_image_boots_attests_answers_and_comes_back_after_qemu_is_killed() {
     );
 
     // Kill QEMU as a crash would: cloisterd restarts the VM, clients re-attest.
-    let killed = cluster.kill_enclave().unwrap();
+    let restarts = |s: &Value| s.pointer("/enclaves/0/restarts").and_then(Value::as_u64);
+    let before = restarts(&cluster.status().unwrap());
+    let killed = i64::from(cluster.kill_enclave().unwrap());
     let restarted = cluster
         .wait_for_within(BOOT_PATIENCE, |s| {
-            s.pointer("/enclaves/0/restarts").and_then(Value::as_u64) >= Some(1) && running(s)
+            restarts(s) > before
+                && running(s)
+                && s.pointer("/enclaves/0/pid").and_then(Value::as_i64) != Some(killed)
         })
         .unwrap();
-    let pid = restarted["enclaves"][0]["pid"].as_i64().unwrap();
-    assert_ne!(pid, i64::from(killed));
+    assert!(
+        restarted["enclaves"][0]["last_exit"]
+            .as_str()
+            .unwrap()
+            .contains("signal: 9"),
+        "{restarted:#}"
+    );
     eprintln!(
         "boot to ready after the restart: {} ms",
         restarted["enclaves"][0]["ready_after_ms"]
