@@ -19,7 +19,7 @@ pub(crate) struct ImageArgs {
 enum ImageCommand {
     /// Build an image: kernel, initramfs with the enclave as /init, command
     /// line, firmware, and image.json with the expected measurements.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Check an image's files against its manifest and print it.
     Inspect {
         /// The image directory.
