@@ -383,8 +383,15 @@ fn cloisterd_refuses_what_it_cannot_do_safely() {
     std::fs::create_dir_all(dir.join("image")).unwrap();
     std::fs::write(dir.join("image/enclave.toml"), "").unwrap();
     let cases = [
-        ("tee = \"snp\"", "does not have yet"),
-        ("tee = \"tdx\"", "does not have yet"),
+        ("tee = \"snp\"", "needs resources.memory_mib"),
+        (
+            "tee = \"tdx\"\nresources = { memory_mib = 1024 }",
+            "has no image.json (build one with `cloister image build`)",
+        ),
+        (
+            "tee = \"vm\"\nresources = { memory_mib = 1024 }\nvm = { accel = \"fast\" }",
+            "unknown variant `fast`",
+        ),
         (
             "tee = \"sim\"\npolicy_bundle = \"p.bundle\"",
             "policy bundles are not supported",

@@ -92,6 +92,26 @@ fn a_vm_image_boots_attests_answers_and_comes_back_after_qemu_is_killed() {
         );
     }
 
+    // The same image is refused as an SNP guest: it was built for a plain
+    // VM, and this host could not launch SNP anyway.
+    let snp_host = cluster.dir.join("snp-host.toml");
+    std::fs::write(
+        &snp_host,
+        "[[enclave]]\nname = \"x\"\ntee = \"snp\"\nimage = \"vm-image\"\nlisten = \"127.0.0.1:1\"\nresources = { memory_mib = 1024 }\n",
+    )
+    .unwrap();
+    let refused = std::process::Command::new(cloister_tests::bin("cloisterd"))
+        .arg("--config")
+        .arg(&snp_host)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains("was built for tee \"vm\""),
+        "{}",
+        text(&refused.stderr)
+    );
+
     // The broker releases the model under the fragment the build wrote.
     let fragment = std::fs::read_to_string(cluster.dir.join("release-fragment.toml")).unwrap();
     let model = broker
