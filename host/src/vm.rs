@@ -121,11 +121,16 @@ pub(crate) fn command(
     relay: SocketAddr,
 ) -> anyhow::Result<tokio::process::Command> {
     let image = open_image(config)?;
+    // Both are filled in or required when the configuration is loaded.
     let state = config
         .vm
         .state_dir
         .clone()
-        .unwrap_or_else(|| PathBuf::from("vm").join(&config.name));
+        .context("no VM state directory is configured")?;
+    let memory_mib = config
+        .resources
+        .memory_mib
+        .context("resources.memory_mib is not set")?;
     let audit_dir = config
         .audit_dir
         .clone()
@@ -162,7 +167,7 @@ pub(crate) fn command(
             .vcpus
             .map(|v| v as u32)
             .unwrap_or(image.manifest.vcpus),
-        memory_mib: config.resources.memory_mib.unwrap_or(2048),
+        memory_mib,
         relay,
         guest: SocketAddr::V4(SocketAddrV4::new(GUEST_IP, image.manifest.guest_port)),
         audit_dir,
