@@ -21,7 +21,7 @@ pub const DEFAULT_MODULES: &[&str] = &["virtio_pci", "virtio_net", "9pnet_virtio
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
     /// Reading the tree failed.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         /// What was read.
         path: PathBuf,

@@ -77,7 +77,7 @@ impl ImageTee {
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     /// A file could not be read or written.
-    #[error("cannot {action} {path}: {source}")]
+    #[error("cannot {action} {path}")]
     Io {
         /// "read", "write", ...
         action: &'static str,
