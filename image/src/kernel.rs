@@ -142,22 +142,16 @@ impl Kernel {
 
 /// Every `*.ko` under `dir`, by module name.
 fn index_modules(dir: &Path) -> Result<BTreeMap<String, PathBuf>, KernelError> {
+    let entries = crate::walk::entries_below(dir)
+        .map_err(|(path, source)| KernelError::Io { path, source })?;
     let mut index = BTreeMap::new();
-    let mut pending = vec![dir.to_owned()];
-    while let Some(current) = pending.pop() {
-        for entry in std::fs::read_dir(&current).map_err(io(&current))? {
-            let entry = entry.map_err(io(&current))?;
-            let path = entry.path();
-            let kind = entry.file_type().map_err(io(&path))?;
-            if kind.is_dir() {
-                pending.push(path);
-            } else if let Some(stem) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".ko"))
-            {
-                index.insert(canonical(stem), path);
-            }
+    for (path, _) in entries {
+        if let Some(stem) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".ko"))
+        {
+            index.insert(canonical(stem), path);
         }
     }
     Ok(index)

@@ -12,6 +12,7 @@
 
 pub mod cpio;
 pub mod kernel;
+mod walk;
 
 use std::path::{Path, PathBuf};
 
@@ -362,34 +363,28 @@ fn check_config_tee(tee: ImageTee, config: &[u8]) -> Result<(), ImageError> {
 
 /// Every regular file under `dir`, relative paths sorted.
 fn files_under(dir: &Path) -> Result<Vec<(String, PathBuf)>, ImageError> {
+    let entries = walk::entries_below(dir).map_err(|(path, source)| ImageError::Io {
+        action: "read",
+        path,
+        source,
+    })?;
     let mut out = Vec::new();
-    let mut pending = vec![dir.to_owned()];
-    while let Some(current) = pending.pop() {
-        for entry in std::fs::read_dir(&current).map_err(io("read", &current))? {
-            let entry = entry.map_err(io("read", &current))?;
-            let path = entry.path();
-            let kind = entry.file_type().map_err(io("read", &path))?;
-            if kind.is_dir() {
-                pending.push(path);
-            } else if kind.is_file() {
-                let relative = path
-                    .strip_prefix(dir)
-                    .map_err(|_| {
-                        ImageError::Invalid(format!("{} escapes {}", path.display(), dir.display()))
-                    })?
-                    .to_str()
-                    .ok_or_else(|| {
-                        ImageError::Invalid(format!("{} is not a UTF-8 path", path.display()))
-                    })?
-                    .to_owned();
-                out.push((relative, path));
-            } else {
-                return Err(ImageError::Invalid(format!(
-                    "{} is neither a file nor a directory; an image holds only those",
-                    path.display()
-                )));
-            }
+    for (path, kind) in entries {
+        if !kind.is_file() {
+            return Err(ImageError::Invalid(format!(
+                "{} is neither a file nor a directory; an image holds only those",
+                path.display()
+            )));
         }
+        let relative = path
+            .strip_prefix(dir)
+            .map_err(|_| {
+                ImageError::Invalid(format!("{} escapes {}", path.display(), dir.display()))
+            })?
+            .to_str()
+            .ok_or_else(|| ImageError::Invalid(format!("{} is not a UTF-8 path", path.display())))?
+            .to_owned();
+        out.push((relative, path));
     }
     out.sort();
     Ok(out)
