@@ -173,8 +173,16 @@ fn print_manifest(manifest: &ImageManifest, dir: &Path, json: bool) -> anyhow::R
             manifest.vcpus
         );
     }
+    if let Some(tdx) = &manifest.expected.tdx {
+        println!("  expected TDX MRTD  {}", tdx.mrtd);
+        println!("  expected TDX RTMR1 {}  (kernel)", tdx.rtmr1);
+        println!(
+            "  expected TDX RTMR2 {}  (command line, initramfs)",
+            tdx.rtmr2
+        );
+    }
     if let Some(why) = &manifest.expected.not_computed {
-        println!("  expected measurement: not computed: {why}");
+        println!("  not computed: {why}");
     }
     Ok(())
 }
@@ -197,28 +205,51 @@ fn policy_digest(enclave_dir: &Path) -> anyhow::Result<Option<String>> {
 /// What pins this image in an appraisal policy: top-level keys, and the
 /// TEE's table (name, body).
 fn pinning(manifest: &ImageManifest) -> anyhow::Result<(String, &'static str, String)> {
-    match (&manifest.expected.sim, &manifest.expected.snp) {
-        (Some(sim), _) => Ok((
+    let expected = &manifest.expected;
+    if let Some(sim) = &expected.sim {
+        return Ok((
             "# INSECURE: a vm image carries simulated evidence, which proves nothing.\nallow_simulated = true\n".into(),
             "sim",
             format!("measurements = [\"{sim}\"]\n"),
-        )),
-        (None, Some(snp)) => Ok((
+        ));
+    }
+    if let Some(snp) = &expected.snp {
+        return Ok((
             String::new(),
             "snp",
             format!(
                 "measurements = [\"{snp}\"]\n# Pin your own hosts' chip IDs, and raise the minimum TCB to the one AMD currently\n# publishes for your processors: the values below accept any chip and any TCB.\nchip_ids = \"any\"\nminimum_tcb = {{ bootloader = 0, tee = 0, snp = 0, microcode = 0 }}\n"
             ),
-        )),
-        (None, None) => anyhow::bail!(
-            "this image has no computed launch measurement, so no policy can pin it: {}",
-            manifest
-                .expected
-                .not_computed
-                .as_deref()
-                .unwrap_or("unknown reason")
-        ),
+        ));
     }
+    if let Some(tdx) = &expected.tdx {
+        return Ok((
+            String::new(),
+            "tdx",
+            format!(
+                "# MRTD pins the TDVF firmware; RTMR1 the kernel; RTMR2 the command line and the\n\
+                 # initramfs, which holds the enclave, its configuration and its policy bundle.\n\
+                 mrtd = [\"{}\"]\n\
+                 rtmr1 = [\"{}\"]\n\
+                 rtmr2 = [\"{}\"]\n\
+                 # RTMR0 holds the TD HOB, the firmware's variables and the ACPI tables QEMU generates\n\
+                 # for the deployment's machine configuration; the host supplies those tables. Replace\n\
+                 # \"any\" with the RTMR0 of a reference launch on your QEMU and configuration.\n\
+                 rtmr0 = \"any\"\n\
+                 # RTMR3 is extended by the guest at run time; MRCONFIGID and MROWNER are chosen by\n\
+                 # the host, so they prove nothing here (the configuration is pinned by RTMR2).\n\
+                 rtmr3 = \"any\"\n\
+                 mr_config_id = \"any\"\n\
+                 mr_owner = \"any\"\n\
+                 accepted_tcb_statuses = [\"UpToDate\"]\n",
+                tdx.mrtd, tdx.rtmr1, tdx.rtmr2
+            ),
+        ));
+    }
+    anyhow::bail!(
+        "this image has no computed launch measurement, so no policy can pin it: {}",
+        expected.not_computed.as_deref().unwrap_or("unknown reason")
+    )
 }
 
 /// An appraisal policy accepting this image and its policy bundle, checked
@@ -317,6 +348,7 @@ mod tests {
             ExpectedMeasurements {
                 sim: None,
                 snp: Some(measurement),
+                tdx: None,
                 not_computed: None,
             },
         );
@@ -328,15 +360,39 @@ mod tests {
         assert!(fragment.contains(&digest));
         assert!(fragment.contains("[appraisal.snp]"));
 
+        let mrtd: cloister_attestation::types::Measurement = "a1".repeat(48).parse().unwrap();
+        let rtmr1: cloister_attestation::types::Measurement = "b2".repeat(48).parse().unwrap();
+        let rtmr2: cloister_attestation::types::Measurement = "c3".repeat(48).parse().unwrap();
         let tdx = manifest(
             ImageTee::Tdx,
             ExpectedMeasurements {
                 sim: None,
                 snp: None,
+                tdx: Some(cloister_image::TdxMeasurements { mrtd, rtmr1, rtmr2 }),
+                not_computed: Some(cloister_image::TDX_RTMR0_NOT_COMPUTED.into()),
+            },
+        );
+        let appraisal = appraisal_policy(&tdx, dir.path(), dir.path()).unwrap();
+        let parsed = cloister_attestation::policy::AppraisalPolicy::from_toml(&appraisal)
+            .unwrap()
+            .tdx
+            .unwrap();
+        assert!(parsed.mrtd.accepts(&mrtd) && !parsed.mrtd.accepts(&rtmr1));
+        assert!(parsed.rtmr1.accepts(&rtmr1) && !parsed.rtmr1.accepts(&rtmr2));
+        assert!(parsed.rtmr2.accepts(&rtmr2) && !parsed.rtmr2.accepts(&mrtd));
+        let fragment = release_fragment(&tdx, dir.path(), dir.path()).unwrap();
+        assert!(fragment.contains("[appraisal.tdx]"), "{fragment}");
+
+        let none = manifest(
+            ImageTee::Tdx,
+            ExpectedMeasurements {
+                sim: None,
+                snp: None,
+                tdx: None,
                 not_computed: Some("not computed".into()),
             },
         );
-        let err = appraisal_policy(&tdx, dir.path(), dir.path()).unwrap_err();
+        let err = appraisal_policy(&none, dir.path(), dir.path()).unwrap_err();
         assert!(
             err.to_string().contains("no computed launch measurement"),
             "{err}"

@@ -4,7 +4,9 @@
 //! `--tee sim` measures a `cloister-enclave` binary and image (INSECURE
 //! simulated TEE); `--tee snp` computes the AMD SEV-SNP launch digest of an
 //! OVMF guest from its launch inputs, as virtee's `sev-snp-measure --mode
-//! snp` does (`scripts/sev-snp-measure` runs that reference to cross-check).
+//! snp` does (`scripts/sev-snp-measure` runs that reference to cross-check);
+//! `--tee tdx` computes the Intel TDX MRTD of a TDVF image as QEMU and KVM
+//! add it to a trust domain.
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -12,8 +14,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 use cloister_attestation::measure::{
-    snp_firmware_digest, snp_launch_digest, CpuSignature, KernelHashes, OvmfFirmware,
-    SnpLaunchConfig, VcpuType, VmmType,
+    snp_firmware_digest, snp_launch_digest, tdx_direct_boot_rtmrs, tdx_mrtd, CpuSignature,
+    KernelHashes, OvmfFirmware, SnpLaunchConfig, TdvfFirmware, TdxDirectBoot, VcpuType, VmmType,
 };
 use cloister_attestation::sim::sim_measurement;
 use cloister_attestation::types::Measurement;
@@ -28,6 +30,10 @@ pub(crate) enum MeasuredTee {
     /// AMD SEV-SNP launch digest of an OVMF guest: needs --firmware, --vcpus
     /// and (for QEMU) --vcpu-type or --vcpu-sig.
     Snp,
+    /// Intel TDX MRTD of a TDVF (OVMF IntelTdx) image: needs --firmware;
+    /// with --kernel, --initrd and --append also RTMR[1] and RTMR[2] of
+    /// that direct boot.
+    Tdx,
 }
 
 /// Arguments of `cloister measure`.
@@ -52,32 +58,34 @@ pub(crate) struct MeasureArgs {
         help_heading = "--tee sim"
     )]
     image: Option<PathBuf>,
-    /// snp: the OVMF firmware image (e.g. OVMF.fd) the guest boots.
+    /// snp: the OVMF firmware image (e.g. OVMF.fd) the guest boots; tdx:
+    /// the TDVF image (e.g. OVMF.inteltdx.ms.fd).
     #[arg(
         long,
         value_name = "FILE",
-        required_if_eq("tee", "snp"),
-        help_heading = "--tee snp"
+        required_if_eq_any([("tee", "snp"), ("tee", "tdx")]),
+        help_heading = "--tee snp, --tee tdx"
     )]
     firmware: Option<PathBuf>,
     /// snp: kernel for measured direct boot (-kernel); needs an AmdSev OVMF
-    /// build, whose metadata has a kernel-hashes page.
-    #[arg(long, value_name = "FILE", help_heading = "--tee snp")]
+    /// build, whose metadata has a kernel-hashes page. tdx: the kernel
+    /// whose boot RTMR[1] and RTMR[2] record (with --initrd and --append).
+    #[arg(long, value_name = "FILE", help_heading = "--tee snp, --tee tdx")]
     kernel: Option<PathBuf>,
-    /// snp: initrd (-initrd); needs --kernel.
+    /// snp, tdx: initrd (-initrd); needs --kernel.
     #[arg(
         long,
         value_name = "FILE",
         requires = "kernel",
-        help_heading = "--tee snp"
+        help_heading = "--tee snp, --tee tdx"
     )]
     initrd: Option<PathBuf>,
-    /// snp: kernel command line (-append); needs --kernel.
+    /// snp, tdx: kernel command line (-append); needs --kernel.
     #[arg(
         long,
         value_name = "CMDLINE",
         requires = "kernel",
-        help_heading = "--tee snp"
+        help_heading = "--tee snp, --tee tdx"
     )]
     append: Option<String>,
     /// snp: number of vCPUs (-smp).
@@ -198,6 +206,7 @@ pub(crate) fn run(args: &MeasureArgs) -> anyhow::Result<()> {
     match args.tee {
         MeasuredTee::Sim => run_sim(args),
         MeasuredTee::Snp => run_snp(args),
+        MeasuredTee::Tdx => run_tdx(args),
     }
 }
 
@@ -248,6 +257,127 @@ fn run_sim(args: &MeasureArgs) -> anyhow::Result<()> {
 /// The largest image mapped below 4 GiB; read into memory only if smaller.
 const MAX_FIRMWARE_BYTES: u64 = 1 << 32;
 
+/// Reads a firmware image, refusing one too large to map below 4 GiB
+/// before reading it.
+fn read_firmware(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("cannot open {}", path.display()))?
+        .len();
+    if size > MAX_FIRMWARE_BYTES {
+        bail!(
+            "{} is {size} bytes, larger than the 4 GiB below which firmware is mapped",
+            path.display()
+        );
+    }
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn run_tdx(args: &MeasureArgs) -> anyhow::Result<()> {
+    reject_foreign(
+        "tdx",
+        &[
+            ("--enclave-binary", args.enclave_binary.is_some()),
+            ("--image", args.image.is_some()),
+            ("--vcpus", args.vcpus.is_some()),
+            ("--vcpu-type", args.vcpu_type.is_some()),
+            ("--vcpu-sig", args.vcpu_sig.is_some()),
+            ("--guest-features", args.guest_features.is_some()),
+            ("--vmm-type", args.vmm_type != VmmType::Qemu),
+        ],
+    )?;
+    let Some(firmware_path) = &args.firmware else {
+        bail!("--tee tdx needs --firmware FILE");
+    };
+    let image = read_firmware(firmware_path)?;
+    let firmware = TdvfFirmware::parse(&image)
+        .with_context(|| format!("{} is not a TDVF image", firmware_path.display()))?;
+    let mrtd = tdx_mrtd(&firmware)
+        .with_context(|| format!("cannot measure {}", firmware_path.display()))?;
+    // RTMR[1] and [2] need the whole direct boot: a kernel alone would pin
+    // neither the initrd nor the command line.
+    let boot = match (&args.kernel, &args.initrd, &args.append) {
+        (None, None, None) => None,
+        (Some(kernel), Some(initrd), Some(append)) => Some((kernel, initrd, append)),
+        _ => bail!("--tee tdx measures a direct boot with all of --kernel, --initrd and --append, or none of them"),
+    };
+    let rtmrs = match boot {
+        None => None,
+        Some((kernel_path, initrd_path, append)) => {
+            let kernel = std::fs::read(kernel_path)
+                .with_context(|| format!("cannot read {}", kernel_path.display()))?;
+            let initrd = std::fs::read(initrd_path)
+                .with_context(|| format!("cannot read {}", initrd_path.display()))?;
+            let rtmrs = tdx_direct_boot_rtmrs(&TdxDirectBoot {
+                kernel: &kernel,
+                initrd: &initrd,
+                cmdline: append,
+            })
+            .with_context(|| {
+                format!(
+                    "cannot compute RTMR[1] and RTMR[2] for {}",
+                    kernel_path.display()
+                )
+            })?;
+            Some((rtmrs, digest_file(kernel_path)?, digest_file(initrd_path)?))
+        }
+    };
+    if args.json {
+        let sections: Vec<_> = firmware
+            .sections()
+            .iter()
+            .map(|s| {
+                json!({
+                    "kind": format!("{:?}", s.kind),
+                    "gpa": format!("{:#x}", s.memory_address),
+                    "size": s.memory_data_size,
+                    "mr_extend": s.extends_mrtd(),
+                })
+            })
+            .collect();
+        let mut report = json!({
+            "tee": "tdx",
+            "mrtd": mrtd,
+            "inputs": { "firmware": digest_file(firmware_path)?.json(firmware_path) },
+            "tdvf_sections": sections,
+            "rtmr0": serde_json::Value::Null,
+            "rtmr0_not_computed": RTMR0_NOT_COMPUTED,
+        });
+        if let (Some((rtmrs, kernel, initrd)), Some(obj)) = (&rtmrs, report.as_object_mut()) {
+            obj.insert("rtmr1".into(), json!(rtmrs.rtmr1));
+            obj.insert("rtmr2".into(), json!(rtmrs.rtmr2));
+            obj.insert(
+                "events".into(),
+                json!(rtmrs
+                    .events
+                    .iter()
+                    .map(|e| json!({ "rtmr": e.rtmr, "event": e.event, "digest": e.digest }))
+                    .collect::<Vec<_>>()),
+            );
+            if let (Some(k), Some(i), Some(inputs)) = (
+                &args.kernel,
+                &args.initrd,
+                obj.get_mut("inputs").and_then(|v| v.as_object_mut()),
+            ) {
+                inputs.insert("kernel".into(), kernel.json(k));
+                inputs.insert("initrd".into(), initrd.json(i));
+                inputs.insert("cmdline".into(), json!(args.append));
+            }
+        }
+        println!("{report:#}");
+    } else if let Some((rtmrs, _, _)) = &rtmrs {
+        println!("mrtd  {mrtd}");
+        println!("rtmr1 {}", rtmrs.rtmr1);
+        println!("rtmr2 {}", rtmrs.rtmr2);
+        eprintln!("(rtmr0 not computed: {RTMR0_NOT_COMPUTED})");
+    } else {
+        println!("{mrtd}");
+    }
+    Ok(())
+}
+
+/// Why `cloister measure` prints no RTMR[0].
+pub(crate) const RTMR0_NOT_COMPUTED: &str = "it holds the TD HOB, the firmware's variables and the ACPI tables QEMU generates for the whole machine configuration; pin it from a reference launch's quote";
+
 fn run_snp(args: &MeasureArgs) -> anyhow::Result<()> {
     reject_foreign(
         "snp",
@@ -273,17 +403,7 @@ fn run_snp(args: &MeasureArgs) -> anyhow::Result<()> {
         (None, None) => None,
     };
 
-    let size = std::fs::metadata(firmware_path)
-        .with_context(|| format!("cannot open {}", firmware_path.display()))?
-        .len();
-    if size > MAX_FIRMWARE_BYTES {
-        bail!(
-            "{} is {size} bytes, larger than the 4 GiB below which firmware is mapped",
-            firmware_path.display()
-        );
-    }
-    let image = std::fs::read(firmware_path)
-        .with_context(|| format!("cannot read {}", firmware_path.display()))?;
+    let image = read_firmware(firmware_path)?;
     let firmware = OvmfFirmware::parse(&image).with_context(|| {
         format!(
             "{} is not an SEV-capable OVMF image",

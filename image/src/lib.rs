@@ -179,10 +179,31 @@ pub struct ExpectedMeasurements {
     /// `snp`: the launch digest for `vcpus` vCPUs of `vcpu_type`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snp: Option<Measurement>,
-    /// Why a measurement for this TEE could not be computed, when it could not.
+    /// `tdx`: MRTD (the firmware) and RTMR[1]/[2] (kernel; command line and
+    /// initramfs) of the direct boot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tdx: Option<TdxMeasurements>,
+    /// What could not be computed for this TEE, and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_computed: Option<String>,
 }
+
+/// The TDX registers an image's launch determines; RTMR[0] is not among
+/// them (see [`TDX_RTMR0_NOT_COMPUTED`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TdxMeasurements {
+    /// The TDVF firmware, as QEMU and KVM add it.
+    pub mrtd: Measurement,
+    /// The kernel's Authenticode digest and the boot-services events.
+    pub rtmr1: Measurement,
+    /// The command line and the initramfs, as the kernel's EFI stub
+    /// measures them.
+    pub rtmr2: Measurement,
+}
+
+/// Why a tdx image's manifest has no RTMR[0].
+pub const TDX_RTMR0_NOT_COMPUTED: &str = "RTMR[0] (the TD HOB, the firmware's variables and the ACPI tables QEMU generates) depends on the QEMU version and the whole machine configuration, not on the image: pin it from a reference launch's quote";
 
 /// `image.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -445,6 +466,41 @@ fn snp_measurement(
     snp_launch_digest(&firmware, &config).map_err(invalid)
 }
 
+/// MRTD of the TDVF and RTMR[1]/[2] of the direct boot. A kernel whose EFI
+/// stub cannot measure into RTMRs is refused: its initramfs (the enclave)
+/// and command line would be unmeasured on TDX.
+fn tdx_measurements(
+    firmware: Option<&[u8]>,
+    kernel: &[u8],
+    initrd: &[u8],
+    cmdline: &str,
+) -> Result<TdxMeasurements, ImageError> {
+    use cloister_attestation::measure::{
+        tdx_direct_boot_rtmrs, tdx_mrtd, TdvfFirmware, TdxDirectBoot,
+    };
+    let invalid = |what: &str| {
+        let what = what.to_owned();
+        move |e: cloister_attestation::measure::MeasureError| {
+            ImageError::Invalid(format!("the TDX {what} cannot be computed: {e}"))
+        }
+    };
+    let firmware =
+        firmware.ok_or_else(|| ImageError::Invalid("a tdx image needs --firmware".into()))?;
+    let firmware = TdvfFirmware::parse(firmware).map_err(invalid("MRTD"))?;
+    let mrtd = tdx_mrtd(&firmware).map_err(invalid("MRTD"))?;
+    let rtmrs = tdx_direct_boot_rtmrs(&TdxDirectBoot {
+        kernel,
+        initrd,
+        cmdline,
+    })
+    .map_err(invalid("RTMRs"))?;
+    Ok(TdxMeasurements {
+        mrtd,
+        rtmr1: rtmrs.rtmr1,
+        rtmr2: rtmrs.rtmr2,
+    })
+}
+
 /// Builds the image into `out` (created if needed; the files it writes are
 /// replaced) and returns its manifest.
 pub fn build(spec: &ImageSpec, out: &Path) -> Result<ImageManifest, ImageError> {
@@ -483,20 +539,31 @@ pub fn build(spec: &ImageSpec, out: &Path) -> Result<ImageManifest, ImageError> 
         ImageTee::Vm => ExpectedMeasurements {
             sim: Some(sim_measurement(&binary_sha384, &config)),
             snp: None,
+            tdx: None,
             not_computed: None,
         },
         ImageTee::Snp => ExpectedMeasurements {
             sim: None,
-            snp: Some(snp_measurement(spec, firmware.as_deref(), &kernel.vmlinuz, &initrd, &cmdline)?),
+            snp: Some(snp_measurement(
+                spec,
+                firmware.as_deref(),
+                &kernel.vmlinuz,
+                &initrd,
+                &cmdline,
+            )?),
+            tdx: None,
             not_computed: None,
         },
         ImageTee::Tdx => ExpectedMeasurements {
             sim: None,
             snp: None,
-            not_computed: Some(
-                "MRTD and RTMRs are not computed by this release; boot the image once on trusted TDX hardware and read them from its quote"
-                    .into(),
-            ),
+            tdx: Some(tdx_measurements(
+                firmware.as_deref(),
+                &kernel.vmlinuz,
+                &initrd,
+                &cmdline,
+            )?),
+            not_computed: Some(TDX_RTMR0_NOT_COMPUTED.into()),
         },
     };
 

@@ -220,3 +220,114 @@ fn an_snp_image_carries_the_digest_sev_snp_measure_computes() {
         }
     }
 }
+
+const TDVF: &str = "attestation/tests/fixtures/measure/tdx/debian-sid-2026.08-OVMF.inteltdx.ms.fd";
+
+/// Debian's 6.1 kernel cannot measure its initramfs into a TD's RTMRs, so
+/// a tdx image on it would leave the enclave unmeasured: refused.
+#[test]
+fn a_tdx_image_on_a_kernel_that_cannot_measure_its_initramfs_is_refused() {
+    let Some((tree, guest)) = inputs() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let enclave = enclave_dir(dir.path(), "tdx");
+    let mut tdx = spec(ImageTee::Tdx, &tree, &guest, &enclave);
+    tdx.firmware = Some(repo(TDVF));
+    let err = build(&tdx, &dir.path().join("out")).unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "the TDX RTMRs cannot be computed: the kernel's EFI stub cannot measure into TDX RTMRs"
+        ),
+        "{err}"
+    );
+    assert!(!dir.path().join("out/image.json").exists());
+}
+
+/// A tdx image on a kernel whose stub can measure into RTMRs (Debian's 6.1
+/// with the CC measurement protocol's GUID appended, standing in for a
+/// 6.9+ kernel): MRTD is the fixture's (three references agree on it), and
+/// RTMR[1]/[2] are re-derived here from the image's own files.
+#[test]
+fn a_tdx_image_carries_mrtd_and_the_rtmrs_of_its_own_files() {
+    use sha2::{Digest, Sha384};
+    let Some((tree, guest)) = inputs() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let fake_tree = dir.path().join("kernel");
+    std::fs::create_dir_all(fake_tree.join("boot")).unwrap();
+    let boot = tree.join("boot");
+    let vmlinuz = std::fs::read_dir(&boot)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("vmlinuz-")
+        })
+        .unwrap();
+    let mut kernel = std::fs::read(&vmlinuz).unwrap();
+    kernel.extend_from_slice(&[
+        0x3d, 0x1a, 0x75, 0x96, 0xf4, 0x72, 0xa6, 0x41, 0xa7, 0x94, 0xed, 0x5d, 0x0e, 0x67, 0xae,
+        0x6b,
+    ]);
+    std::fs::write(
+        fake_tree.join("boot").join(vmlinuz.file_name().unwrap()),
+        &kernel,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(tree.join("lib"), fake_tree.join("lib")).unwrap();
+
+    let enclave = enclave_dir(dir.path(), "tdx");
+    let mut tdx = spec(ImageTee::Tdx, &fake_tree, &guest, &enclave);
+    tdx.firmware = Some(repo(TDVF));
+    let out = dir.path().join("out");
+    let manifest = build(&tdx, &out).unwrap();
+    let expected = manifest.expected.tdx.as_ref().unwrap();
+    assert_eq!(
+        expected.mrtd.to_string(),
+        "a7a1f751abc454f9cbab198ca8d2edb2821935df525c74182b5e776cb0929e8c\
+         59aefecce725b0d08a5e9d3d3183bd08"
+    );
+    assert!(manifest
+        .expected
+        .not_computed
+        .as_deref()
+        .unwrap()
+        .contains("RTMR[0]"));
+    assert_eq!(Image::open(&out).unwrap().manifest, manifest);
+
+    let extend = |rtmr: [u8; 48], event: &[u8]| -> [u8; 48] {
+        let mut h = Sha384::new();
+        h.update(rtmr);
+        h.update(event);
+        h.finalize().into()
+    };
+    let image_kernel = std::fs::read(out.join("vmlinuz")).unwrap();
+    assert_eq!(image_kernel, kernel);
+    let authenticode =
+        cloister_attestation::measure::kernel_authenticode_sha384(&image_kernel).unwrap();
+    let mut rtmr1 = extend([0; 48], &authenticode.0);
+    for action in [
+        &b"Calling EFI Application from Boot Option"[..],
+        &[0, 0, 0, 0],
+        b"Exit Boot Services Invocation",
+        b"Exit Boot Services Returned with Success",
+    ] {
+        rtmr1 = extend(rtmr1, &Sha384::digest(action));
+    }
+    assert_eq!(expected.rtmr1.0, rtmr1);
+
+    let options: Vec<u8> = format!("initrd=initrd {}\0", manifest.cmdline)
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    let initrd = std::fs::read(out.join("initrd.img")).unwrap();
+    let rtmr2 = extend(
+        extend([0; 48], &Sha384::digest(&options)),
+        &Sha384::digest(&initrd),
+    );
+    assert_eq!(expected.rtmr2.0, rtmr2);
+}

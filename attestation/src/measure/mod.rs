@@ -30,12 +30,23 @@
 mod hashes;
 mod ovmf;
 pub mod snp;
+mod tdvf;
+pub mod tdx;
+mod tdx_rtmr;
 mod vmsa;
 
 pub use hashes::KernelHashes;
 pub use ovmf::{MetadataSection, OvmfFirmware, SectionKind};
 pub use snp::{
     snp_firmware_digest, snp_launch_digest, snp_launch_digest_from_firmware_digest, SnpLaunchConfig,
+};
+pub use tdvf::{
+    TdvfFirmware, TdvfSection, TdvfSectionKind, ATTRIBUTE_MR_EXTEND, ATTRIBUTE_PAGE_AUG,
+};
+pub use tdx::tdx_mrtd;
+pub use tdx_rtmr::{
+    kernel_authenticode_sha384, kernel_measures_into_rtmrs, tdx_direct_boot_rtmrs, RtmrEvent,
+    TdxBootRtmrs, TdxDirectBoot,
 };
 pub use vmsa::{CpuSignature, VcpuType, VmmType};
 
@@ -69,7 +80,7 @@ pub enum MeasureError {
     /// an SEV-capable OVMF (or it is not OVMF at all).
     #[error(
         "firmware has no OVMF footer table (GUID 96b582de-1fb2-45f7-baea-a366c55a082d \
-         50 bytes before the end): not an SEV-capable OVMF image"
+         50 bytes before the end): not an OVMF image built for SEV or TDX"
     )]
     NoFooterTable,
     /// The footer table's framing is inconsistent.
@@ -141,13 +152,57 @@ pub enum MeasureError {
     /// The metadata sections add up to more memory than any OVMF declares;
     /// refused so that a crafted image cannot demand millions of page
     /// updates.
-    #[error("OVMF SEV metadata sections cover {found:#x} bytes, more than the {max:#x} accepted")]
+    #[error(
+        "the firmware metadata sections cover {found:#x} bytes, more than the {max:#x} accepted"
+    )]
     SectionsTooLarge {
         /// Bytes the sections cover in total.
         found: u64,
         /// The most accepted.
         max: u64,
     },
+    /// The firmware has no TDVF metadata, so it cannot launch as a TD.
+    #[error(
+        "firmware has no TDVF metadata (GUID e47a6535-984a-4798-865e-4685a7bf8ec2): \
+         it is not a TDVF (OVMF IntelTdx) build and cannot launch as a TDX guest"
+    )]
+    NoTdvfMetadata,
+    /// A TDVF section has a type the TDVF Design Guide does not define.
+    #[error("TDVF metadata section {index} has unknown type {found:#x}")]
+    UnknownTdvfSectionType {
+        /// The section's index in the metadata.
+        index: usize,
+        /// Its type.
+        found: u32,
+    },
+    /// A TDVF section that cannot be added (or measured) as declared.
+    #[error("TDVF metadata section {index}: {detail}")]
+    InvalidTdvfSection {
+        /// The section's index in the metadata.
+        index: usize,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The TDVF sections do not make a launchable layout together.
+    #[error("TDVF metadata is invalid: {detail}")]
+    InvalidTdvfLayout {
+        /// What is wrong.
+        detail: String,
+    },
+    /// The kernel cannot be measured as the firmware would measure it.
+    #[error("the kernel cannot be measured: {detail}")]
+    InvalidKernel {
+        /// Why.
+        detail: String,
+    },
+    /// The kernel's EFI stub does not know the CC measurement protocol, so in
+    /// a TD it would not measure its initrd and command line into RTMR[2]:
+    /// anything could be booted with them and still match.
+    #[error(
+        "the kernel's EFI stub cannot measure into TDX RTMRs (it lacks the CC measurement \
+         protocol, added in Linux 6.9): its initrd and command line would go unmeasured"
+    )]
+    KernelCannotMeasureRtmrs,
     /// A kernel was given, but the firmware has no `SNP_KERNEL_HASHES`
     /// section in which QEMU could place the kernel/initrd/cmdline hashes
     /// (e.g. a stock OvmfPkgX64 build such as Debian's `OVMF.fd`; the AmdSev

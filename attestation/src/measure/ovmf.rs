@@ -328,7 +328,7 @@ impl<'a> OvmfFirmware<'a> {
 }
 
 /// The footer table's entries, from the last (nearest the footer) to the first.
-fn parse_footer_table(data: &[u8]) -> Result<Vec<(Guid, &[u8])>> {
+pub(crate) fn parse_footer_table(data: &[u8]) -> Result<Vec<(Guid, &[u8])>> {
     let len = data.len();
     let footer_start =
         len.checked_sub(FOOTER_GAP + ENTRY_HEADER)
