@@ -480,3 +480,43 @@ fn corrupt_kernels_never_panic() {
         }
     }
 }
+
+/// Debian's TDVF has a Platform Key enrolled (Secure Boot enforced);
+/// deleting it, or a store this code cannot read, changes the answer, and
+/// no corruption of the store panics.
+#[test]
+fn secure_boot_enrolment_is_read_from_the_variable_store() {
+    assert_eq!(
+        TdvfFirmware::parse(DEBIAN_TDVF)
+            .unwrap()
+            .secure_boot_enrolled(),
+        Some(true)
+    );
+    // The PK variable's header is the second in the store, at 0x1090; its
+    // state byte is at +2. 0x3c is VAR_ADDED & VAR_DELETED.
+    let mut deleted = DEBIAN_TDVF.to_vec();
+    assert_eq!(&deleted[0x1090..0x1092], &[0xaa, 0x55]);
+    deleted[0x1092] = 0x3c;
+    assert_eq!(
+        TdvfFirmware::parse(&deleted)
+            .unwrap()
+            .secure_boot_enrolled(),
+        Some(false)
+    );
+    assert_eq!(
+        TdvfFirmware::parse(OVMF_SHAPE)
+            .unwrap()
+            .secure_boot_enrolled(),
+        None
+    );
+    let mut copy = DEBIAN_TDVF.to_vec();
+    for at in (0..0x1200).chain(0x1090..0x1100) {
+        for bit in [0x01, 0x80, 0xff] {
+            copy[at] ^= bit;
+            if let Ok(firmware) = TdvfFirmware::parse(&copy) {
+                let _ = firmware.secure_boot_enrolled();
+            }
+            copy[at] ^= bit;
+        }
+    }
+}

@@ -124,6 +124,12 @@ fn run_build(args: &BuildArgs) -> anyhow::Result<ExitCode> {
         vcpu_type: args.vcpu_type.clone(),
     };
     let manifest = cloister_image::build(&spec, &args.out)?;
+    if let (ImageTee::Tdx, Some(path)) = (tee, &args.firmware) {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let firmware = cloister_attestation::measure::TdvfFirmware::parse(&bytes)?;
+        crate::measure::warn_if_secure_boot(&firmware, path);
+    }
     if let Some(path) = &args.appraisal_policy {
         let policy = appraisal_policy(&manifest, &args.enclave_dir, &args.out)?;
         std::fs::write(path, policy).with_context(|| format!("cannot write {}", path.display()))?;

@@ -31,7 +31,7 @@ pub(crate) enum MeasuredTee {
     /// and (for QEMU) --vcpu-type or --vcpu-sig.
     Snp,
     /// Intel TDX MRTD of a TDVF (OVMF IntelTdx) image: needs --firmware;
-    /// with --kernel, --initrd and --append also RTMR[1] and RTMR[2] of
+    /// with --kernel, --initrd and --append also `RTMR[1]` and `RTMR[2]` of
     /// that direct boot.
     Tdx,
 }
@@ -69,7 +69,7 @@ pub(crate) struct MeasureArgs {
     firmware: Option<PathBuf>,
     /// snp: kernel for measured direct boot (-kernel); needs an AmdSev OVMF
     /// build, whose metadata has a kernel-hashes page. tdx: the kernel
-    /// whose boot RTMR[1] and RTMR[2] record (with --initrd and --append).
+    /// whose boot `RTMR[1]` and `RTMR[2]` record (with --initrd and --append).
     #[arg(long, value_name = "FILE", help_heading = "--tee snp, --tee tdx")]
     kernel: Option<PathBuf>,
     /// snp, tdx: initrd (-initrd); needs --kernel.
@@ -293,6 +293,7 @@ fn run_tdx(args: &MeasureArgs) -> anyhow::Result<()> {
         .with_context(|| format!("{} is not a TDVF image", firmware_path.display()))?;
     let mrtd = tdx_mrtd(&firmware)
         .with_context(|| format!("cannot measure {}", firmware_path.display()))?;
+    warn_if_secure_boot(&firmware, firmware_path);
     // RTMR[1] and [2] need the whole direct boot: a kernel alone would pin
     // neither the initrd nor the command line.
     let boot = match (&args.kernel, &args.initrd, &args.append) {
@@ -339,6 +340,7 @@ fn run_tdx(args: &MeasureArgs) -> anyhow::Result<()> {
             "mrtd": mrtd,
             "inputs": { "firmware": digest_file(firmware_path)?.json(firmware_path) },
             "tdvf_sections": sections,
+            "secure_boot_enrolled": firmware.secure_boot_enrolled(),
             "rtmr0": serde_json::Value::Null,
             "rtmr0_not_computed": RTMR0_NOT_COMPUTED,
         });
@@ -375,7 +377,21 @@ fn run_tdx(args: &MeasureArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Why `cloister measure` prints no RTMR[0].
+/// Warns when a TDVF enforces Secure Boot: the measurements are still
+/// right, but in a TD such firmware refuses to direct-boot a kernel its db
+/// does not authorise, so the guest would never reach them.
+pub(crate) fn warn_if_secure_boot(firmware: &TdvfFirmware<'_>, path: &Path) {
+    if firmware.secure_boot_enrolled() == Some(true) {
+        eprintln!(
+            "warning: {} enforces UEFI Secure Boot (a Platform Key is enrolled). In a TD, edk2 refuses to \
+             direct-boot a kernel its db does not authorise (Debian's kernels are signed for shim, not for \
+             Microsoft's db): use a TDVF built without Secure Boot, or a kernel signed with a key in its db.",
+            path.display()
+        );
+    }
+}
+
+/// Why `cloister measure` prints no `RTMR[0]`.
 pub(crate) const RTMR0_NOT_COMPUTED: &str = "it holds the TD HOB, the firmware's variables and the ACPI tables QEMU generates for the whole machine configuration; pin it from a reference launch's quote";
 
 fn run_snp(args: &MeasureArgs) -> anyhow::Result<()> {

@@ -179,7 +179,7 @@ pub struct ExpectedMeasurements {
     /// `snp`: the launch digest for `vcpus` vCPUs of `vcpu_type`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snp: Option<Measurement>,
-    /// `tdx`: MRTD (the firmware) and RTMR[1]/[2] (kernel; command line and
+    /// `tdx`: MRTD (the firmware) and `RTMR[1]/[2]` (kernel; command line and
     /// initramfs) of the direct boot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tdx: Option<TdxMeasurements>,
@@ -188,7 +188,7 @@ pub struct ExpectedMeasurements {
     pub not_computed: Option<String>,
 }
 
-/// The TDX registers an image's launch determines; RTMR[0] is not among
+/// The TDX registers an image's launch determines; `RTMR[0]` is not among
 /// them (see [`TDX_RTMR0_NOT_COMPUTED`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -202,7 +202,7 @@ pub struct TdxMeasurements {
     pub rtmr2: Measurement,
 }
 
-/// Why a tdx image's manifest has no RTMR[0].
+/// Why a tdx image's manifest has no `RTMR[0]`.
 pub const TDX_RTMR0_NOT_COMPUTED: &str = "RTMR[0] (the TD HOB, the firmware's variables and the ACPI tables QEMU generates) depends on the QEMU version and the whole machine configuration, not on the image: pin it from a reference launch's quote";
 
 /// `image.json`.
@@ -466,7 +466,7 @@ fn snp_measurement(
     snp_launch_digest(&firmware, &config).map_err(invalid)
 }
 
-/// MRTD of the TDVF and RTMR[1]/[2] of the direct boot. A kernel whose EFI
+/// MRTD of the TDVF and `RTMR[1]/[2]` of the direct boot. A kernel whose EFI
 /// stub cannot measure into RTMRs is refused: its initramfs (the enclave)
 /// and command line would be unmeasured on TDX.
 fn tdx_measurements(

@@ -196,7 +196,7 @@ pub enum MeasureError {
         detail: String,
     },
     /// The kernel's EFI stub does not know the CC measurement protocol, so in
-    /// a TD it would not measure its initrd and command line into RTMR[2]:
+    /// a TD it would not measure its initrd and command line into `RTMR[2]`:
     /// anything could be booted with them and still match.
     #[error(
         "the kernel's EFI stub cannot measure into TDX RTMRs (it lacks the CC measurement \

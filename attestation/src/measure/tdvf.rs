@@ -236,6 +236,87 @@ impl<'a> TdvfFirmware<'a> {
     pub fn sections(&self) -> &[TdvfSection] {
         &self.sections
     }
+
+    /// Whether the variable store (the CFV) has a Platform Key enrolled, so
+    /// that the firmware enforces UEFI Secure Boot: in a TD, edk2 since
+    /// edk2-stable202511 then refuses to direct-boot a kernel its `db`
+    /// does not authorise (`X86QemuLoadImageLib`, no legacy-loader
+    /// fallback in confidential guests), and Debian's kernels are signed
+    /// for shim, not for Microsoft's `db`. `None` when the store is not
+    /// the edk2 authenticated-variable format this reads. Advisory only:
+    /// it decides a warning, never a measurement.
+    pub fn secure_boot_enrolled(&self) -> Option<bool> {
+        let cfv = self
+            .sections
+            .iter()
+            .find(|s| s.kind == TdvfSectionKind::Cfv)?;
+        variable_store_has_pk(cfv.raw_data(self.data))
+    }
+}
+
+/// `8be4df61-93ca-11d2-aa0d-00e098032b8c`, EFI_GLOBAL_VARIABLE: PK's vendor.
+const EFI_GLOBAL_VARIABLE: Guid = Guid::new(
+    0x8be4_df61,
+    0x93ca,
+    0x11d2,
+    [0xaa, 0x0d, 0x00, 0xe0, 0x98, 0x03, 0x2b, 0x8c],
+);
+/// `aaf32c78-947b-439a-a180-2e144ec37792`: an authenticated variable store.
+const AUTHENTICATED_VARIABLE_STORE: Guid = Guid::new(
+    0xaaf3_2c78,
+    0x947b,
+    0x439a,
+    [0xa1, 0x80, 0x2e, 0x14, 0x4e, 0xc3, 0x77, 0x92],
+);
+
+/// Walks an edk2 variable firmware volume (`EFI_FIRMWARE_VOLUME_HEADER`,
+/// then `VARIABLE_STORE_HEADER`, then `AUTHENTICATED_VARIABLE_HEADER`s,
+/// edk2 `MdeModulePkg/Include/Guid/VariableFormat.h`) looking for an
+/// added (state `VAR_ADDED`) `PK`.
+fn variable_store_has_pk(fv: &[u8]) -> Option<bool> {
+    const VARIABLE_STORE_HEADER: usize = 28;
+    const VARIABLE_HEADER: usize = 60;
+    const START_ID: u16 = 0x55aa;
+    const VAR_ADDED: u8 = 0x3f;
+    let signature: [u8; 4] = read_le(fv, 0x28, "FV header").ok()?;
+    if &signature != b"_FVH" {
+        return None;
+    }
+    let header_length = usize::from(u16::from_le_bytes(read_le(fv, 0x30, "FV header").ok()?));
+    let store_guid: [u8; 16] = read_le(fv, header_length, "variable store").ok()?;
+    if &store_guid != AUTHENTICATED_VARIABLE_STORE.bytes() {
+        return None;
+    }
+    let store_size = u32::from_le_bytes(read_le(fv, header_length + 16, "variable store").ok()?);
+    let store_end = header_length
+        .checked_add(usize::try_from(store_size).ok()?)?
+        .min(fv.len());
+    let pk_name: Vec<u8> = "PK\0".encode_utf16().flat_map(u16::to_le_bytes).collect();
+    let align = |offset: usize| offset.checked_add(3).map(|o| o & !3);
+    let mut at = align(header_length + VARIABLE_STORE_HEADER)?;
+    while at.checked_add(VARIABLE_HEADER)? <= store_end {
+        let start_id = u16::from_le_bytes(read_le(fv, at, "variable").ok()?);
+        if start_id != START_ID {
+            // The first slot without a header: the end of the variables.
+            return Some(false);
+        }
+        let [state] = read_le::<1>(fv, at + 2, "variable").ok()?;
+        let name_size =
+            usize::try_from(u32::from_le_bytes(read_le(fv, at + 36, "variable").ok()?)).ok()?;
+        let data_size =
+            usize::try_from(u32::from_le_bytes(read_le(fv, at + 40, "variable").ok()?)).ok()?;
+        let vendor: [u8; 16] = read_le(fv, at + 44, "variable").ok()?;
+        let name_at = at + VARIABLE_HEADER;
+        let name = fv.get(name_at..name_at.checked_add(name_size)?)?;
+        if state == VAR_ADDED
+            && &vendor == EFI_GLOBAL_VARIABLE.bytes()
+            && name == pk_name.as_slice()
+        {
+            return Some(true);
+        }
+        at = align(name_at.checked_add(name_size)?.checked_add(data_size)?)?;
+    }
+    Some(false)
 }
 
 fn parse_section(entry: &[u8], index: usize) -> Result<TdvfSection> {

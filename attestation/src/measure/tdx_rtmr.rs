@@ -1,19 +1,19 @@
-//! Intel TDX RTMR[1] and RTMR[2] of a QEMU direct boot through TDVF: the
+//! Intel TDX `RTMR[1]` and `RTMR[2]` of a QEMU direct boot through TDVF: the
 //! runtime measurements that pin the kernel, the initrd and the command
 //! line, which MRTD (the firmware only) does not cover.
 //!
 //! An RTMR starts at 48 zero bytes and each event extends it:
 //! `RTMR = SHA-384(RTMR || SHA-384(event data))` (`TDG.MR.RTMR.EXTEND`;
-//! the UEFI CC measurement protocol maps TCG PCR 4–5 to RTMR[1] and PCR
-//! 8–15 to RTMR[2], UEFI 2.10 section 38.4.1). For `-kernel/-initrd/-append`
+//! the UEFI CC measurement protocol maps TCG PCR 4–5 to `RTMR[1]` and PCR
+//! 8–15 to `RTMR[2]`, UEFI 2.10 section 38.4.1). For `-kernel/-initrd/-append`
 //! the events, in order, are:
 //!
-//! - RTMR[1], from the firmware: the kernel's PE Authenticode SHA-384 when
+//! - `RTMR[1]`, from the firmware: the kernel's PE Authenticode SHA-384 when
 //!   it loads the kernel (`EV_EFI_BOOT_SERVICES_APPLICATION`); the
 //!   `EV_EFI_ACTION` "Calling EFI Application from Boot Option"; the
 //!   `EV_SEPARATOR` (four zero bytes); the `EV_EFI_ACTION`s "Exit Boot
 //!   Services Invocation" and "Exit Boot Services Returned with Success".
-//! - RTMR[2], from the kernel's EFI stub: its load options (the command line
+//! - `RTMR[2]`, from the kernel's EFI stub: its load options (the command line
 //!   the firmware passes, UTF-16LE with the terminating NUL), then the
 //!   initrd's bytes (`EV_EVENT_TAG`s "LOADED_IMAGE::LoadOptions" and "Linux
 //!   initrd", `drivers/firmware/efi/libstub`).
@@ -21,23 +21,30 @@
 //! Three properties of the launch stack decide these values, and this code
 //! models one combination, which it states rather than guesses:
 //!
-//! - QEMU leaves a confidential guest's kernel unmodified (its x86 loader
-//!   stopped patching the setup header of CoCo guests in August 2025), so
-//!   the firmware hashes the kernel file as it is. Older QEMU patches the
-//!   header with the initrd's address, which makes RTMR[1] depend on memory
-//!   size and initrd size; such a launch reports a different RTMR[1].
+//! - The firmware hashes the kernel file as it is. QEMU 10.0 and later
+//!   export the unmodified file as fw_cfg `etc/boot/kernel`, which edk2
+//!   since edk2-stable202502 loads in preference to the legacy kernel blob
+//!   (and QEMU 10.2 stopped patching a confidential guest's setup header
+//!   altogether). Older stacks hash a kernel whose header QEMU patched with
+//!   the initrd's address, which makes `RTMR[1]` depend on memory and initrd
+//!   size; such a launch reports a different `RTMR[1]`.
 //! - The firmware passes `"initrd=initrd " + cmdline` as load options when
-//!   there is an initrd (edk2 since 2025; earlier builds appended
-//!   `" initrd=initrd"` instead).
+//!   there is an initrd (edk2 commit a2ac0fea, first in edk2-stable202508;
+//!   earlier builds appended `" initrd=initrd"` instead).
 //! - The kernel's EFI stub measures through the CC measurement protocol
 //!   when there is no TPM (Linux 6.9 and later, or a backport). An older
-//!   stub measures nothing into RTMR[2] in a TD, which would leave the
+//!   stub measures nothing into `RTMR[2]` in a TD, which would leave the
 //!   initrd and command line unmeasured: [`tdx_direct_boot_rtmrs`] refuses
 //!   such a kernel.
 //!
-//! RTMR[0] (TD HOB, firmware variables, ACPI tables QEMU generates) is not
+//! A firmware that enforces Secure Boot adds nothing to `RTMR[1]` or `RTMR[2]`
+//! for a kernel its `db` authorises (the authority events go to `RTMR[0]`),
+//! but in a TD it refuses any other kernel outright
+//! ([`super::TdvfFirmware::secure_boot_enrolled`]).
+//!
+//! `RTMR[0]` (TD HOB, firmware variables, ACPI tables QEMU generates) is not
 //! computed: the ACPI tables depend on the QEMU version and the whole
-//! machine configuration. RTMR[3] is the guest's own.
+//! machine configuration. `RTMR[3]` is the guest's own.
 
 use sha2::{Digest, Sha384};
 
@@ -83,7 +90,7 @@ pub struct RtmrEvent {
     pub digest: Measurement,
 }
 
-/// RTMR[1] and RTMR[2] of a direct boot, with the events that make them, so
+/// `RTMR[1]` and `RTMR[2]` of a direct boot, with the events that make them, so
 /// that an operator can compare them with a TD's event log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TdxBootRtmrs {
@@ -96,7 +103,7 @@ pub struct TdxBootRtmrs {
 }
 
 /// Whether the kernel's EFI stub knows the CC measurement protocol, and so
-/// measures its command line and initrd into RTMR[2] in a TD.
+/// measures its command line and initrd into `RTMR[2]` in a TD.
 ///
 /// The stub sits uncompressed in a bzImage, and compilers embed a GUID it
 /// compares against as two 64-bit immediates (`movabs`), so the test is that
@@ -126,7 +133,7 @@ pub fn kernel_authenticode_sha384(kernel: &[u8]) -> Result<Measurement> {
     Ok(Measurement(hasher.finalize().into()))
 }
 
-/// RTMR[1] and RTMR[2] for a direct boot of `boot`, under the model in the
+/// `RTMR[1]` and `RTMR[2]` for a direct boot of `boot`, under the model in the
 /// module documentation. Refuses a kernel whose stub would not measure the
 /// initrd and command line, an empty initrd (the firmware then passes none,
 /// which this code does not model), an empty command line (likewise), and a
