@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 seconds="${1:-10}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(snp_report tdx_quote tdx_collateral certificates sealed_bundle phi_detect audit_log)
+[ ${#targets[@]} -gt 0 ] || targets=(snp_report tdx_quote tdx_collateral certificates sealed_bundle phi_detect audit_log launch_measure)
 export RUSTC_BOOTSTRAP=1   # cargo-fuzz passes -Z flags; this machine has only stable Rust
 mkdir -p logs
 for target in "${targets[@]}"; do
