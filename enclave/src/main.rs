@@ -53,6 +53,11 @@ struct Args {
     /// Address to serve RA-TLS on (the host relays clients here).
     #[arg(long)]
     listen: SocketAddr,
+    /// Also serve RA-TLS on this AF_VSOCK port (any CID), for a VM whose
+    /// host relays over virtio-vsock. Without a vsock device the guest
+    /// serves TCP only, and says so.
+    #[arg(long, value_name = "PORT")]
+    listen_vsock: Option<u32>,
     /// Runtime worker threads (the VM's vCPUs; default: all CPUs).
     #[arg(long)]
     worker_threads: Option<usize>,
@@ -277,9 +282,24 @@ fn run(mut args: Args) -> Result<(), Failure> {
             .with_context(|| format!("cannot listen on {}", args.listen))
             .map_err(with_code(EXIT_FAILURE))?;
         tracing::info!(listen = %args.listen, "serving");
+        let mut listeners = vec![server::Listener::Tcp(listener)];
+        if let Some(port) = args.listen_vsock {
+            let address = tokio_vsock::VsockAddr::new(tokio_vsock::VMADDR_CID_ANY, port);
+            match tokio_vsock::VsockListener::bind(address) {
+                Ok(listener) => {
+                    tracing::info!(vsock_port = port, "serving on vsock");
+                    listeners.push(server::Listener::Vsock(listener));
+                }
+                // The host chooses the transport; without a vsock device it
+                // relays over TCP, which is already served.
+                Err(e) => {
+                    tracing::info!(vsock_port = port, error = %e, "no vsock; serving TCP only")
+                }
+            }
+        }
         let max_connections = state.limits.max_connections;
         server::serve(
-            listener,
+            listeners,
             tls,
             api::router(state),
             max_connections,

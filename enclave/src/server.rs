@@ -1,5 +1,6 @@
-//! The TLS listener: accepts TCP, completes the RA-TLS handshake inside the
-//! enclave (the host only ever relays ciphertext), and serves HTTP/1.1.
+//! The TLS listener: accepts TCP (and, in a VM, vsock), completes the RA-TLS
+//! handshake inside the enclave (the host only ever relays ciphertext), and
+//! serves HTTP/1.1.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,8 +9,9 @@ use std::time::Duration;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 /// A client that has not finished the handshake by then is dropped.
@@ -17,8 +19,38 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A client that has not sent its request headers by then is dropped.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Where the host's relay reaches the enclave.
+pub(crate) enum Listener {
+    /// TCP: the sim process's loopback port, or a VM's user-mode network.
+    Tcp(TcpListener),
+    /// AF_VSOCK: a VM with a virtio-vsock device.
+    Vsock(tokio_vsock::VsockListener),
+}
+
+/// A connection from either listener.
+trait Connection: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Connection for T {}
+
+impl Listener {
+    async fn accept(&self) -> std::io::Result<(Box<dyn Connection>, String)> {
+        match self {
+            Self::Tcp(l) => {
+                let (stream, peer) = l.accept().await?;
+                Ok((Box::new(stream), peer.to_string()))
+            }
+            Self::Vsock(l) => {
+                let (stream, peer) = l.accept().await?;
+                Ok((
+                    Box::new(stream),
+                    format!("vsock:{}:{}", peer.cid(), peer.port()),
+                ))
+            }
+        }
+    }
+}
+
 pub(crate) async fn serve(
-    listener: TcpListener,
+    listeners: Vec<Listener>,
     tls: Arc<tokio_rustls::rustls::ServerConfig>,
     router: Router,
     max_connections: usize,
@@ -26,18 +58,36 @@ pub(crate) async fn serve(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let permits = Arc::new(Semaphore::new(max_connections));
+    // One accept loop per listener; connections meet here.
+    let (accepted_tx, mut accepted_rx) = mpsc::channel::<(Box<dyn Connection>, String)>(16);
+    let mut accept_loops = tokio::task::JoinSet::new();
+    for listener in listeners {
+        let accepted_tx = accepted_tx.clone();
+        accept_loops.spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok(pair) => {
+                        if accepted_tx.send(pair).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        });
+    }
+    drop(accepted_tx);
     tokio::pin!(shutdown);
     loop {
-        let (tcp, peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off, keep serving.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
+            accepted = accepted_rx.recv() => match accepted {
+                Some(pair) => pair,
+                None => break,
             },
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
@@ -48,7 +98,7 @@ pub(crate) async fn serve(
         let router = router.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");

@@ -59,8 +59,8 @@ impl Host {
         Some(matches!(text.trim(), "Y" | "y" | "1"))
     }
 
-    /// Whether vhost-vsock is available (the relay would use it; this
-    /// release always relays over user-mode networking bound to loopback).
+    /// Whether the vhost-vsock device node exists (it may still not open:
+    /// see [`Host::vhost_vsock_openable`]); only for saying why.
     pub(crate) fn has_vhost_vsock(&self) -> bool {
         self.exists("/dev/vhost-vsock")
     }
@@ -111,10 +111,19 @@ impl Host {
     /// Whether KVM looks usable (`/dev/kvm` opens read-write); QEMU makes
     /// the final decision with `-accel kvm -accel tcg`.
     pub(crate) fn kvm_openable(&self) -> bool {
+        self.openable("/dev/kvm")
+    }
+
+    /// Whether QEMU could use the kernel's vhost-vsock here.
+    pub(crate) fn vhost_vsock_openable(&self) -> bool {
+        self.openable("/dev/vhost-vsock")
+    }
+
+    fn openable(&self, device: &str) -> bool {
         std::fs::OpenOptions::new()
             .read(true)
             .write(true)
-            .open(self.path("/dev/kvm"))
+            .open(self.path(device))
             .is_ok()
     }
 }

@@ -173,6 +173,24 @@ pub(crate) struct TdxSettings {
     pub(crate) mrconfigid_from_config: bool,
 }
 
+/// How the relay reaches a VM's enclave port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum RelayTransport {
+    /// virtio-vsock through the kernel's vhost-vsock where `/dev/vhost-vsock`
+    /// can be opened, otherwise QEMU user-mode networking on loopback.
+    #[default]
+    Auto,
+    /// QEMU user-mode networking: a forward bound to host loopback.
+    UserNet,
+    /// virtio-vsock through the host kernel's vhost-vsock (`guest_cid`).
+    VhostVsock,
+    /// virtio-vsock through a vhost-user device backend process
+    /// (`vhost_user_vsock`, rust-vmm's vhost-device-vsock), which cloisterd
+    /// starts beside QEMU; for hosts without vhost-vsock (tee = "vm" only).
+    VhostUserVsock,
+}
+
 /// How a VM enclave (tee = "vm", "snp" or "tdx") is launched.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -191,6 +209,14 @@ pub(crate) struct VmSettings {
     pub(crate) snp: SnpSettings,
     /// TDX settings.
     pub(crate) tdx: TdxSettings,
+    /// How the relay reaches the guest.
+    pub(crate) relay_transport: RelayTransport,
+    /// The guest's vsock context ID (3 or more; unique on the host for
+    /// vhost-vsock).
+    pub(crate) guest_cid: u32,
+    /// The vhost-user vsock backend program, for `relay_transport =
+    /// "vhost-user-vsock"` (looked up on PATH when a bare name).
+    pub(crate) vhost_user_vsock: PathBuf,
 }
 
 impl Default for VmSettings {
@@ -202,6 +228,9 @@ impl Default for VmSettings {
             state_dir: None,
             snp: SnpSettings::default(),
             tdx: TdxSettings::default(),
+            relay_transport: RelayTransport::Auto,
+            guest_cid: 3,
+            vhost_user_vsock: "vhost-device-vsock".into(),
         }
     }
 }
@@ -296,6 +325,9 @@ impl HostConfig {
             if e.vm.qemu.components().count() > 1 {
                 fix(&mut e.vm.qemu);
             }
+            if e.vm.vhost_user_vsock.components().count() > 1 {
+                fix(&mut e.vm.vhost_user_vsock);
+            }
             for p in e.sealed.values_mut() {
                 fix(p);
             }
@@ -332,6 +364,19 @@ impl HostConfig {
                     "enclave {:?}: tee = \"{}\" needs resources.memory_mib (the VM's memory)",
                     e.name,
                     e.tee.name()
+                );
+            }
+            if e.vm.guest_cid < 3 || e.vm.guest_cid == u32::MAX {
+                bail!(
+                    "enclave {:?}: vm.guest_cid = {} is reserved (0-2 are the hypervisor, local and host; u32::MAX is any)",
+                    e.name,
+                    e.vm.guest_cid
+                );
+            }
+            if e.vm.relay_transport == RelayTransport::VhostUserVsock && e.tee != TeeKind::Vm {
+                bail!(
+                    "enclave {:?}: relay_transport = \"vhost-user-vsock\" needs guest memory shared with a host process, which this release does only for tee = \"vm\"",
+                    e.name
                 );
             }
             if e.policy_bundle.is_some() {

@@ -4,6 +4,7 @@
 //! answer, and clients verify the enclaves themselves.
 
 mod admin;
+mod backend;
 mod capability;
 mod config;
 mod probe;

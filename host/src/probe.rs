@@ -2,7 +2,6 @@
 //! verify an enclave's attestation (clients do), it only checks that the
 //! enclave answers, and reads what its certificate *claims* for `status`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +16,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+
+use crate::backend::Backend;
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -107,14 +108,15 @@ impl Prober {
     }
 
     /// `GET /healthz` over TLS; the certificate's claims on success.
-    pub(crate) async fn probe(&self, addr: SocketAddr) -> Result<ClaimedEvidence, String> {
-        tokio::time::timeout(PROBE_TIMEOUT, self.probe_inner(addr))
+    pub(crate) async fn probe(&self, backend: &Backend) -> Result<ClaimedEvidence, String> {
+        tokio::time::timeout(PROBE_TIMEOUT, self.probe_inner(backend))
             .await
             .map_err(|_| format!("no answer within {PROBE_TIMEOUT:?}"))?
     }
 
-    async fn probe_inner(&self, addr: SocketAddr) -> Result<ClaimedEvidence, String> {
-        let tcp = tokio::net::TcpStream::connect(addr)
+    async fn probe_inner(&self, backend: &Backend) -> Result<ClaimedEvidence, String> {
+        let tcp = backend
+            .connect()
             .await
             .map_err(|e| format!("connect: {e}"))?;
         let name = ServerName::try_from("cloister-enclave").map_err(|e| e.to_string())?;

@@ -29,14 +29,28 @@ pub(crate) struct Launch {
     pub(crate) firmware: Option<PathBuf>,
     pub(crate) vcpus: u32,
     pub(crate) memory_mib: u64,
-    /// Host loopback address forwarded to the guest's enclave port.
-    pub(crate) relay: SocketAddr,
+    /// How the relay reaches the guest's enclave port.
+    pub(crate) relay: RelayPath,
     /// The guest's address and port on QEMU's user network.
     pub(crate) guest: SocketAddr,
     /// The audit log directory, shared read-write.
     pub(crate) audit_dir: PathBuf,
     /// The sealed bundles' directory, shared read-only.
     pub(crate) sealed_dir: Option<PathBuf>,
+}
+
+/// How the relay reaches the guest; the guest's user-mode network (its
+/// way out to the key broker) exists in every case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RelayPath {
+    /// QEMU's user network forwards this host loopback address to the
+    /// guest's enclave port.
+    HostForward(SocketAddr),
+    /// A vhost-vsock device with this guest CID (the host kernel's vhost).
+    VhostVsock { guest_cid: u32 },
+    /// A vhost-user vsock device whose backend listens on `socket`; guest
+    /// memory is a shared memfd so the backend can map the virtqueues.
+    VhostUserVsock { socket: PathBuf },
 }
 
 /// Which VM.
@@ -81,9 +95,22 @@ pub(crate) fn arguments(launch: &Launch) -> Vec<OsString> {
         &mut args,
         &["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"],
     );
+    let vhost_user = matches!(launch.relay, RelayPath::VhostUserVsock { .. });
     match &launch.kind {
         VmKind::Plain { accel } => {
-            push(&mut args, &["-machine", "q35"]);
+            if vhost_user {
+                push(
+                    &mut args,
+                    &[
+                        "-machine",
+                        "q35,memory-backend=ram0",
+                        "-object",
+                        &format!("memory-backend-memfd,id=ram0,size={memory},share=on"),
+                    ],
+                );
+            } else {
+                push(&mut args, &["-machine", "q35"]);
+            }
             match accel {
                 Accel::Kvm => push(&mut args, &["-accel", "kvm", "-cpu", "host"]),
                 Accel::Tcg => push(&mut args, &["-accel", "tcg", "-cpu", "max"]),
@@ -162,21 +189,46 @@ pub(crate) fn arguments(launch: &Launch) -> Vec<OsString> {
     push(&mut args, &["-append", &launch.cmdline]);
     // The serial console is QEMU's stdout, which cloisterd logs.
     push(&mut args, &["-serial", "stdio", "-monitor", "none"]);
+    let netdev = match &launch.relay {
+        RelayPath::HostForward(relay) => format!(
+            "user,id=relay,hostfwd=tcp:{}:{}-{}:{}",
+            relay.ip(),
+            relay.port(),
+            launch.guest.ip(),
+            launch.guest.port()
+        ),
+        // No forward: nothing reaches the guest over its network.
+        RelayPath::VhostVsock { .. } | RelayPath::VhostUserVsock { .. } => "user,id=relay".into(),
+    };
     push(
         &mut args,
         &[
             "-netdev",
-            &format!(
-                "user,id=relay,hostfwd=tcp:{}:{}-{}:{}",
-                launch.relay.ip(),
-                launch.relay.port(),
-                launch.guest.ip(),
-                launch.guest.port()
-            ),
+            &netdev,
             "-device",
             &format!("virtio-net-pci,netdev=relay,romfile={virtio_opts}"),
         ],
     );
+    match &launch.relay {
+        RelayPath::HostForward(_) => {}
+        RelayPath::VhostVsock { guest_cid } => push(
+            &mut args,
+            &[
+                "-device",
+                &format!("vhost-vsock-pci,guest-cid={guest_cid}{virtio_opts}"),
+            ],
+        ),
+        RelayPath::VhostUserVsock { socket } => {
+            let mut chardev = OsString::from("socket,id=vsock0,path=");
+            chardev.push(socket);
+            args.push("-chardev".into());
+            args.push(chardev);
+            push(
+                &mut args,
+                &["-device", "vhost-user-vsock-pci,chardev=vsock0"],
+            );
+        }
+    }
     let mut share = |id: &str, tag: &str, path: &PathBuf, read_only: bool| {
         let mut fsdev = OsString::from(format!("local,id={id},security_model=none,path="));
         fsdev.push(path);
@@ -210,7 +262,7 @@ mod tests {
             firmware: Some("/img/firmware.fd".into()),
             vcpus: 2,
             memory_mib: 2048,
-            relay: "127.0.0.1:40001".parse().unwrap(),
+            relay: RelayPath::HostForward("127.0.0.1:40001".parse().unwrap()),
             guest: "10.0.2.15:8443".parse().unwrap(),
             audit_dir: "/var/lib/cloister/audit/scribe".into(),
             sealed_dir: Some("/var/lib/cloister/vm/scribe/sealed".into()),
@@ -275,6 +327,66 @@ mod tests {
         let tcg = strings(&arguments(&launch(VmKind::Plain { accel: Accel::Tcg })));
         assert!(tcg.windows(2).any(|w| w == ["-accel", "tcg"]));
         assert!(!tcg.iter().any(|a| a == "kvm"));
+    }
+
+    /// `common_tail` with the relay's netdev and the vsock device swapped in.
+    fn vsock_tail(virtio: &str, device: &[&str]) -> Vec<String> {
+        let mut tail = common_tail(virtio);
+        let at = tail
+            .iter()
+            .position(|a| a.starts_with("user,id=relay"))
+            .unwrap();
+        tail[at] = "user,id=relay".into();
+        let after_nic = at + 3;
+        for (i, arg) in device.iter().enumerate() {
+            tail.insert(after_nic + i, (*arg).to_owned());
+        }
+        tail
+    }
+
+    #[test]
+    fn a_vsock_relay_drops_the_forward_and_adds_the_device() {
+        let mut vm = launch(VmKind::Plain { accel: Accel::Tcg });
+        vm.relay = RelayPath::VhostUserVsock {
+            socket: "/var/lib/cloister/vm/scribe/vhost-user-vsock.sock".into(),
+        };
+        let mut want: Vec<String> = HEAD.iter().map(|s| s.to_string()).collect();
+        want.extend(
+            [
+                "-machine",
+                "q35,memory-backend=ram0",
+                "-object",
+                "memory-backend-memfd,id=ram0,size=2048M,share=on",
+                "-accel",
+                "tcg",
+                "-cpu",
+                "max",
+                "-m",
+                "2048M",
+            ]
+            .map(String::from),
+        );
+        want.extend(vsock_tail(
+            "",
+            &[
+                "-chardev",
+                "socket,id=vsock0,path=/var/lib/cloister/vm/scribe/vhost-user-vsock.sock",
+                "-device",
+                "vhost-user-vsock-pci,chardev=vsock0",
+            ],
+        ));
+        assert_eq!(strings(&arguments(&vm)), want);
+
+        let mut td = launch(VmKind::Tdx { mrconfigid: None });
+        td.relay = RelayPath::VhostVsock { guest_cid: 7 };
+        let got = strings(&arguments(&td));
+        let device = "vhost-vsock-pci,guest-cid=7,disable-legacy=on,iommu_platform=on";
+        assert!(got.windows(2).any(|w| w == ["-device", device]), "{got:?}");
+        assert!(
+            got.windows(2).any(|w| w == ["-netdev", "user,id=relay"]),
+            "{got:?}"
+        );
+        assert!(!got.iter().any(|a| a.contains("hostfwd")), "{got:?}");
     }
 
     #[test]

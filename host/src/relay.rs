@@ -4,16 +4,17 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+
+use crate::backend::{Backend, Stream};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -47,7 +48,7 @@ impl Capture {
 pub(crate) async fn run(
     name: String,
     listener: TcpListener,
-    backend: watch::Receiver<Option<SocketAddr>>,
+    backend: watch::Receiver<Option<Backend>>,
     capture: Option<Arc<Capture>>,
     stats: Arc<RelayStats>,
     mut shutdown: watch::Receiver<bool>,
@@ -64,7 +65,7 @@ pub(crate) async fn run(
                 }
             },
         };
-        let Some(target) = *backend.borrow() else {
+        let Some(target) = backend.borrow().clone() else {
             stats.refused.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(enclave = %name, %peer, "enclave not up; closing client connection");
             continue;
@@ -74,17 +75,15 @@ pub(crate) async fn run(
         let stats = stats.clone();
         let name = name.clone();
         tokio::spawn(async move {
-            let server =
-                match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(enclave = %name, error = %e, "cannot reach enclave");
-                        return;
-                    }
-                    Err(_) => return,
-                };
+            let server = match tokio::time::timeout(CONNECT_TIMEOUT, target.connect()).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(enclave = %name, %target, error = %e, "cannot reach enclave");
+                    return;
+                }
+                Err(_) => return,
+            };
             let _ = client.set_nodelay(true);
-            let _ = server.set_nodelay(true);
             pump(client, server, capture, &stats).await;
         });
     }
@@ -93,12 +92,12 @@ pub(crate) async fn run(
 /// Copies both directions until both are closed.
 async fn pump(
     client: TcpStream,
-    server: TcpStream,
+    server: Box<dyn Stream>,
     capture: Option<Arc<Capture>>,
     stats: &RelayStats,
 ) {
     let (mut client_read, mut client_write) = client.into_split();
-    let (mut server_read, mut server_write) = server.into_split();
+    let (mut server_read, mut server_write) = tokio::io::split(server);
     let upstream = copy(
         &mut client_read,
         &mut server_write,
@@ -115,8 +114,8 @@ async fn pump(
 }
 
 async fn copy(
-    from: &mut tokio::net::tcp::OwnedReadHalf,
-    to: &mut tokio::net::tcp::OwnedWriteHalf,
+    from: &mut (impl AsyncRead + Unpin),
+    to: &mut (impl AsyncWrite + Unpin),
     capture: Option<&Capture>,
     counter: &AtomicU64,
 ) -> std::io::Result<()> {

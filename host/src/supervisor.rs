@@ -3,17 +3,18 @@
 //! stops answering. Its logs are forwarded to cloisterd's, tagged.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
+use anyhow::{bail, Context as _};
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
+use crate::backend::Backend;
 use crate::config::{DaemonConfig, EnclaveConfig, TeeKind};
 use crate::probe::{ClaimedEvidence, Prober};
 
@@ -47,7 +48,8 @@ pub(crate) struct EnclaveStatus {
     pub(crate) state: State,
     pub(crate) pid: Option<u32>,
     pub(crate) listen: SocketAddr,
-    pub(crate) backend: Option<SocketAddr>,
+    /// How the relay reaches the enclave (`tcp:`, `vsock:` or `vsock-unix:`).
+    pub(crate) backend: Option<String>,
     pub(crate) restarts: u64,
     pub(crate) uptime_s: Option<u64>,
     pub(crate) last_exit: Option<String>,
@@ -66,7 +68,7 @@ pub(crate) struct Supervisor {
     pub(crate) daemon: DaemonConfig,
     pub(crate) binary: PathBuf,
     pub(crate) status: SharedStatus,
-    pub(crate) backend: watch::Sender<Option<SocketAddr>>,
+    pub(crate) backend: watch::Sender<Option<Backend>>,
     pub(crate) prober: Prober,
 }
 
@@ -125,13 +127,9 @@ impl Supervisor {
             uptime: started.elapsed(),
             reason,
         };
-        // The host owns the network: it picks the enclave's private port.
-        let backend = match free_loopback_port() {
-            Ok(addr) => addr,
-            Err(e) => return failed(format!("no free loopback port: {e}")),
-        };
-        let mut child = match self.spawn(backend) {
-            Ok(child) => child,
+        // Killed (kill_on_drop) when this launch ends, whichever way.
+        let (backend, mut child, _vsock_backend) = match self.start().await {
+            Ok(started) => started,
             Err(e) => return failed(format!("cannot launch: {e:#}")),
         };
         let pid = child.id();
@@ -139,7 +137,7 @@ impl Supervisor {
         self.update(|s| {
             s.state = State::Starting;
             s.pid = pid;
-            s.backend = Some(backend);
+            s.backend = Some(backend.to_string());
             s.evidence = None;
         });
 
@@ -153,7 +151,7 @@ impl Supervisor {
         let mut healthy = false;
         let mut failures = 0u32;
         loop {
-            match self.prober.probe(backend).await {
+            match self.prober.probe(&backend).await {
                 Ok(claims) => {
                     failures = 0;
                     if !healthy {
@@ -167,7 +165,7 @@ impl Supervisor {
                             "enclave is up (claims shown unverified: clients verify)"
                         );
                         self.update(|s| s.ready_after_ms = Some(ready_ms));
-                        self.backend.send_replace(Some(backend));
+                        self.backend.send_replace(Some(backend.clone()));
                     }
                     self.update(|s| {
                         if s.state != State::Running {
@@ -215,12 +213,29 @@ impl Supervisor {
         }
     }
 
-    fn spawn(&self, backend: SocketAddr) -> anyhow::Result<Child> {
-        let mut command = if self.config.tee == TeeKind::Sim {
-            self.process_command(backend)
-        } else {
-            crate::vm::command(&self.config, backend)?
+    /// Starts the enclave (a process, or QEMU and, for a vhost-user vsock
+    /// relay, its device backend first) and says how to reach it.
+    async fn start(&self) -> anyhow::Result<(Backend, Child, Option<Child>)> {
+        // The host owns the network: it picks the enclave's private port.
+        let loopback = free_loopback_port().context("no free loopback port")?;
+        if self.config.tee == TeeKind::Sim {
+            let child = self.spawn(self.process_command(loopback))?;
+            return Ok((Backend::Tcp(loopback), child, None));
+        }
+        let launch = crate::vm::launch(&self.config, loopback)?;
+        let vsock_backend = match launch.vsock_backend {
+            Some(vsock) => {
+                let mut backend = self.spawn(vsock.command)?;
+                wait_for_socket(&mut backend, &vsock.control_socket).await?;
+                Some(backend)
+            }
+            None => None,
         };
+        let child = self.spawn(launch.qemu)?;
+        Ok((launch.backend, child, vsock_backend))
+    }
+
+    fn spawn(&self, mut command: Command) -> anyhow::Result<Child> {
         command
             // Nothing of the host's environment reaches the enclave.
             .env_clear()
@@ -272,6 +287,30 @@ impl Supervisor {
 enum Ended {
     Shutdown,
     Failed { uptime: Duration, reason: String },
+}
+
+/// How long a vhost-user vsock backend may take to create its socket.
+const VSOCK_BACKEND_READY: Duration = Duration::from_secs(10);
+
+/// Waits until `backend` has created `socket` (QEMU connects to it at
+/// start, and fails if it is not there), or has exited.
+async fn wait_for_socket(backend: &mut Child, socket: &Path) -> anyhow::Result<()> {
+    let deadline = Instant::now() + VSOCK_BACKEND_READY;
+    loop {
+        if socket.exists() {
+            return Ok(());
+        }
+        if let Some(status) = backend.try_wait()? {
+            bail!("the vsock backend exited before listening: {status}");
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the vsock backend did not create {} within {VSOCK_BACKEND_READY:?}",
+                socket.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn free_loopback_port() -> std::io::Result<SocketAddr> {

@@ -9,9 +9,24 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use cloister_image::{Image, ImageTee, GUEST_IP};
 
+use crate::backend::Backend;
 use crate::capability::{self, Host};
-use crate::config::{Accel, EnclaveConfig, TeeKind};
-use crate::qemu::{self, Launch, VmKind};
+use crate::config::{Accel, EnclaveConfig, RelayTransport, TeeKind};
+use crate::qemu::{self, Launch, RelayPath, VmKind};
+
+/// The vhost-user backend's control socket (QEMU connects to it), and the
+/// host-side socket the relay dials, in the VM's state directory.
+const VHOST_USER_SOCKET: &str = "vhost-user-vsock.sock";
+const VSOCK_UNIX_SOCKET: &str = "vsock.sock";
+
+/// `relay_transport`, with `auto` resolved against this host.
+fn relay_transport(config: &EnclaveConfig, host: &Host) -> RelayTransport {
+    match config.vm.relay_transport {
+        RelayTransport::Auto if host.vhost_vsock_openable() => RelayTransport::VhostVsock,
+        RelayTransport::Auto => RelayTransport::UserNet,
+        chosen => chosen,
+    }
+}
 
 fn image_tee(tee: TeeKind) -> Option<ImageTee> {
     match tee {
@@ -86,10 +101,43 @@ pub(crate) fn preflight(config: &EnclaveConfig) -> anyhow::Result<()> {
             .check_tdx(version, firmware.as_deref())
             .map_err(|m| refused("TDX", m))?,
     }
-    if host.has_vhost_vsock() {
-        tracing::info!(enclave = %config.name, "/dev/vhost-vsock is present, but this release relays over QEMU user-mode networking bound to loopback");
-    } else {
-        tracing::info!(enclave = %config.name, "no /dev/vhost-vsock: relaying over QEMU user-mode networking bound to loopback");
+    match (config.vm.relay_transport, relay_transport(config, &host)) {
+        (RelayTransport::Auto, RelayTransport::UserNet) => {
+            let why = if host.has_vhost_vsock() {
+                "/dev/vhost-vsock cannot be opened"
+            } else {
+                "no /dev/vhost-vsock"
+            };
+            tracing::info!(enclave = %config.name, "{why}: relaying over QEMU user-mode networking bound to loopback");
+        }
+        (_, RelayTransport::VhostVsock) => {
+            if !host.vhost_vsock_openable() {
+                bail!(
+                    "enclave {:?}: relay_transport = \"vhost-vsock\" but /dev/vhost-vsock cannot be opened (load vhost_vsock, or use \"user-net\")",
+                    config.name
+                );
+            }
+            tracing::info!(enclave = %config.name, guest_cid = config.vm.guest_cid, "relaying over virtio-vsock (vhost-vsock)");
+        }
+        (_, RelayTransport::VhostUserVsock) => {
+            let runs = std::process::Command::new(&config.vm.vhost_user_vsock)
+                .arg("--version")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !runs {
+                bail!(
+                    "enclave {:?}: relay_transport = \"vhost-user-vsock\" but {} does not run (scripts/setup installs vhost-device-vsock)",
+                    config.name,
+                    config.vm.vhost_user_vsock.display()
+                );
+            }
+            tracing::info!(enclave = %config.name, backend = %config.vm.vhost_user_vsock.display(), "relaying over virtio-vsock (vhost-user backend)");
+        }
+        (_, _) => {
+            tracing::info!(enclave = %config.name, "relaying over QEMU user-mode networking bound to loopback")
+        }
     }
     Ok(())
 }
@@ -114,12 +162,24 @@ fn stage_sealed(config: &EnclaveConfig, state: &Path) -> anyhow::Result<PathBuf>
     Ok(dir)
 }
 
-/// The QEMU command for one launch, relaying `relay` (host loopback) to
-/// the guest's enclave port.
-pub(crate) fn command(
-    config: &EnclaveConfig,
-    relay: SocketAddr,
-) -> anyhow::Result<tokio::process::Command> {
+/// One launch: QEMU, how the relay reaches the guest, and the vhost-user
+/// vsock backend to start (and see listening) before QEMU, if any.
+pub(crate) struct VmLaunch {
+    pub(crate) qemu: tokio::process::Command,
+    pub(crate) backend: Backend,
+    pub(crate) vsock_backend: Option<VsockBackend>,
+}
+
+/// The vhost-user vsock device backend process for one launch.
+pub(crate) struct VsockBackend {
+    pub(crate) command: tokio::process::Command,
+    /// The socket QEMU connects to; it exists once the backend is ready.
+    pub(crate) control_socket: PathBuf,
+}
+
+/// The commands for one launch. `loopback` is a free host loopback address,
+/// used when the relay goes over QEMU's user network.
+pub(crate) fn launch(config: &EnclaveConfig, loopback: SocketAddr) -> anyhow::Result<VmLaunch> {
     let image = open_image(config)?;
     // Both are filled in or required when the configuration is loaded.
     let state = config
@@ -156,6 +216,59 @@ pub(crate) fn command(
         }
         TeeKind::Sim => bail!("a sim enclave is not a VM"),
     };
+    let guest_port = u32::from(image.manifest.guest_port);
+    let (relay, backend, vsock_backend) = match relay_transport(config, &Host::real()) {
+        RelayTransport::VhostVsock => (
+            RelayPath::VhostVsock {
+                guest_cid: config.vm.guest_cid,
+            },
+            Backend::Vsock {
+                cid: config.vm.guest_cid,
+                port: guest_port,
+            },
+            None,
+        ),
+        RelayTransport::VhostUserVsock => {
+            let control_socket = state.join(VHOST_USER_SOCKET);
+            let relay_socket = state.join(VSOCK_UNIX_SOCKET);
+            // A previous launch's sockets would make the backend's bind fail.
+            for stale in [&control_socket, &relay_socket] {
+                match std::fs::remove_file(stale) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("cannot remove {}", stale.display()))
+                    }
+                }
+            }
+            let mut command = tokio::process::Command::new(&config.vm.vhost_user_vsock);
+            command
+                .arg("--guest-cid")
+                .arg(config.vm.guest_cid.to_string())
+                .arg("--socket")
+                .arg(&control_socket)
+                .arg("--uds-path")
+                .arg(&relay_socket);
+            (
+                RelayPath::VhostUserVsock {
+                    socket: control_socket.clone(),
+                },
+                Backend::VsockUnix {
+                    path: relay_socket,
+                    port: guest_port,
+                },
+                Some(VsockBackend {
+                    command,
+                    control_socket,
+                }),
+            )
+        }
+        RelayTransport::UserNet | RelayTransport::Auto => (
+            RelayPath::HostForward(loopback),
+            Backend::Tcp(loopback),
+            None,
+        ),
+    };
     let launch = Launch {
         kind,
         kernel: image.kernel(),
@@ -173,7 +286,11 @@ pub(crate) fn command(
         audit_dir,
         sealed_dir: Some(sealed_dir),
     };
-    let mut command = tokio::process::Command::new(&config.vm.qemu);
-    command.args(qemu::arguments(&launch));
-    Ok(command)
+    let mut qemu = tokio::process::Command::new(&config.vm.qemu);
+    qemu.args(qemu::arguments(&launch));
+    Ok(VmLaunch {
+        qemu,
+        backend,
+        vsock_backend,
+    })
 }

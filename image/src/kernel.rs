@@ -13,9 +13,16 @@ use std::path::{Path, PathBuf};
 use object::{Object as _, ObjectSection as _};
 
 /// The modules a `vm`, `snp` or `tdx` enclave loads at boot: virtio PCI
-/// transport, the virtio NIC for the relay's user-mode network, and 9p over
-/// virtio for the host's ciphertext and audit directories.
-pub const DEFAULT_MODULES: &[&str] = &["virtio_pci", "virtio_net", "9pnet_virtio", "9p"];
+/// transport, the virtio NIC for the relay's user-mode network, virtio-vsock
+/// for a relay over vsock, and 9p over virtio for the host's ciphertext and
+/// audit directories.
+pub const DEFAULT_MODULES: &[&str] = &[
+    "virtio_pci",
+    "virtio_net",
+    "vmw_vsock_virtio_transport",
+    "9pnet_virtio",
+    "9p",
+];
 
 /// Why the kernel tree cannot be used.
 #[derive(Debug, thiserror::Error)]

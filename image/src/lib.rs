@@ -322,6 +322,7 @@ pub fn cmdline(extra_kernel_args: &[String]) -> String {
         format!("--guest-address={GUEST_IP}/{GUEST_PREFIX}"),
         "--image=/image".to_owned(),
         format!("--listen=0.0.0.0:{GUEST_PORT}"),
+        format!("--listen-vsock={GUEST_PORT}"),
         format!("--audit-dir={GUEST_AUDIT_DIR}"),
         format!("--sealed-dir={GUEST_SEALED_DIR}"),
     ] {

@@ -239,6 +239,24 @@ impl Cluster {
         )
     }
 
+    /// [`Cluster::launch_vm`], with the relay over virtio-vsock through a
+    /// vhost-user backend (`$CLOISTER_VHOST_USER_VSOCK`, which scripts/test
+    /// sets to the vhost-device-vsock scripts/setup installs) instead of
+    /// QEMU's user-mode forward.
+    pub fn launch_vm_over_vsock(&mut self, sealed: &[(&str, &Path)]) -> anyhow::Result<()> {
+        let backend = std::env::var_os("CLOISTER_VHOST_USER_VSOCK").context(
+            "CLOISTER_VHOST_USER_VSOCK is not set: scripts/test sets it to the vhost-device-vsock scripts/setup installs",
+        )?;
+        self.launch_as(
+            "health_interval_ms = 1000\nhealth_failures = 5\n",
+            &format!(
+                "tee = \"vm\"\nimage = \"vm-image\"\nvm = {{ accel = \"tcg\", boot_timeout_s = 600, relay_transport = \"vhost-user-vsock\", guest_cid = 7, vhost_user_vsock = {:?} }}\n",
+                PathBuf::from(backend).display().to_string()
+            ),
+            sealed,
+        )
+    }
+
     fn launch_as(
         &mut self,
         health: &str,

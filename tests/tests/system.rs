@@ -401,6 +401,18 @@ fn cloisterd_refuses_what_it_cannot_do_safely() {
             "sealed bundle \"model\" (",
         ),
         ("tee = \"sim\"\nbogus = 1", "unknown field"),
+        (
+            "tee = \"vm\"\nresources = { memory_mib = 1024 }\nvm = { guest_cid = 2 }",
+            "vm.guest_cid = 2 is reserved",
+        ),
+        (
+            "tee = \"snp\"\nresources = { memory_mib = 1024 }\nvm = { relay_transport = \"vhost-user-vsock\" }",
+            "which this release does only for tee = \"vm\"",
+        ),
+        (
+            "tee = \"vm\"\nresources = { memory_mib = 1024 }\nvm = { relay_transport = \"vsock\" }",
+            "unknown variant `vsock`",
+        ),
     ];
     for (extra, reason) in cases {
         let host = dir.join("host.toml");
