@@ -1,7 +1,9 @@
 //! Launching an enclave image as a VM under QEMU: the capability checks
-//! before launch, the host's shares (audit log, sealed ciphertext), and the
-//! QEMU command. The image's kernel, initramfs and command line are checked
-//! against its manifest at every launch.
+//! before launch, the host's shares (audit log, sealed ciphertext), how the
+//! relay reaches the guest (user-mode forward, vhost-vsock, or a vhost-user
+//! vsock backend started beside QEMU), and the QEMU command. The image's
+//! kernel, initramfs and command line are checked against its manifest at
+//! every launch.
 
 use std::net::{SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
