@@ -341,6 +341,21 @@ impl HostConfig {
         }
         let mut names = std::collections::HashSet::new();
         let mut listens = std::collections::HashSet::new();
+        // A vsock context ID names one guest on the host: two VMs with the
+        // same one would collide (vhost-vsock) or be confused.
+        let mut guest_cids = std::collections::HashSet::new();
+        for e in &self.enclaves {
+            if e.tee != TeeKind::Sim
+                && e.vm.relay_transport != RelayTransport::UserNet
+                && !guest_cids.insert(e.vm.guest_cid)
+            {
+                bail!(
+                    "enclave {:?}: vm.guest_cid = {} is already another enclave's; give each VM its own",
+                    e.name,
+                    e.vm.guest_cid
+                );
+            }
+        }
         for e in &self.enclaves {
             if e.name.is_empty()
                 || !e

@@ -413,6 +413,10 @@ fn cloisterd_refuses_what_it_cannot_do_safely() {
             "tee = \"vm\"\nresources = { memory_mib = 1024 }\nvm = { relay_transport = \"vsock\" }",
             "unknown variant `vsock`",
         ),
+        (
+            "tee = \"vm\"\nresources = { memory_mib = 1024 }\n[[enclave]]\nname = \"y\"\ntee = \"vm\"\nimage = \"image\"\nlisten = \"127.0.0.1:2\"\nresources = { memory_mib = 1024 }",
+            "vm.guest_cid = 3 is already another enclave's",
+        ),
     ];
     for (extra, reason) in cases {
         let host = dir.join("host.toml");
