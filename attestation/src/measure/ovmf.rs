@@ -231,14 +231,7 @@ impl<'a> OvmfFirmware<'a> {
             entry,
             guid: guid_str,
         })?;
-        match data.get(..4) {
-            Some(&[a, b, c, d]) => Ok(u32::from_le_bytes([a, b, c, d])),
-            _ => Err(MeasureError::FooterEntryTooShort {
-                entry,
-                needed: 4,
-                found: data.len(),
-            }),
-        }
+        entry_data_u32(data, entry)
     }
 
     fn parse_metadata(&self) -> Result<Option<Vec<MetadataSection>>> {
@@ -250,41 +243,23 @@ impl<'a> OvmfFirmware<'a> {
             SEV_METADATA_NAME,
             "dc886566-984a-4798-a75e-5585a7bf67cc",
         )?;
+        let MetadataHeader {
+            bytes: header,
+            start,
+            length: size,
+            count,
+        } = metadata_header(
+            self.data,
+            offset_from_end,
+            b"ASEV",
+            &MetadataNames {
+                structure: "SEV metadata",
+                header: "SEV metadata header",
+                signature_field: "signature",
+                version_field: "version",
+            },
+        )?;
         let len = self.data.len();
-        let start = usize::try_from(offset_from_end)
-            .ok()
-            .and_then(|o| len.checked_sub(o))
-            .ok_or(MeasureError::FirmwareTruncated {
-                structure: "SEV metadata",
-                needed: usize::try_from(offset_from_end).unwrap_or(usize::MAX),
-                found: len,
-            })?;
-        let header = self
-            .data
-            .get(start..)
-            .ok_or(MeasureError::FirmwareTruncated {
-                structure: "SEV metadata",
-                needed: start,
-                found: len,
-            })?;
-        let signature: [u8; 4] = read_le(header, 0, "SEV metadata header")?;
-        if &signature != b"ASEV" {
-            return Err(MeasureError::InvalidMetadata {
-                field: "signature",
-                expected: "\"ASEV\"".into(),
-                found: format!("{:?}", String::from_utf8_lossy(&signature)),
-            });
-        }
-        let size = u32::from_le_bytes(read_le(header, 4, "SEV metadata header")?);
-        let version = u32::from_le_bytes(read_le(header, 8, "SEV metadata header")?);
-        let count = u32::from_le_bytes(read_le(header, 12, "SEV metadata header")?);
-        if version != 1 {
-            return Err(MeasureError::InvalidMetadata {
-                field: "version",
-                expected: "1".into(),
-                found: version.to_string(),
-            });
-        }
         let size = usize::try_from(size).unwrap_or(usize::MAX);
         if size < METADATA_HEADER {
             return Err(MeasureError::InvalidMetadata {
@@ -325,6 +300,86 @@ impl<'a> OvmfFirmware<'a> {
         }
         Ok(Some(sections))
     }
+}
+
+/// The first four bytes of a footer table entry, little-endian (an offset
+/// or an address).
+pub(crate) fn entry_data_u32(data: &[u8], entry: &'static str) -> Result<u32> {
+    match data.get(..4) {
+        Some(&[a, b, c, d]) => Ok(u32::from_le_bytes([a, b, c, d])),
+        _ => Err(MeasureError::FooterEntryTooShort {
+            entry,
+            needed: 4,
+            found: data.len(),
+        }),
+    }
+}
+
+/// What the errors about one metadata format call its parts.
+pub(crate) struct MetadataNames {
+    /// The whole structure ("SEV metadata").
+    pub(crate) structure: &'static str,
+    /// Its header.
+    pub(crate) header: &'static str,
+    /// The signature and version fields.
+    pub(crate) signature_field: &'static str,
+    pub(crate) version_field: &'static str,
+}
+
+/// The header OVMF's SEV metadata (`"ASEV"`) and TDVF metadata (`"TDVF"`)
+/// share, `offset_from_end` bytes before the end of the image: the
+/// signature, then `u32` length, version (which must be 1) and count.
+pub(crate) struct MetadataHeader<'a> {
+    /// From the header's first byte to the end of the image.
+    pub(crate) bytes: &'a [u8],
+    /// The header's offset in the image.
+    pub(crate) start: usize,
+    /// The declared length of header and entries.
+    pub(crate) length: u32,
+    /// The declared number of entries.
+    pub(crate) count: u32,
+}
+
+pub(crate) fn metadata_header<'a>(
+    data: &'a [u8],
+    offset_from_end: u32,
+    signature: &[u8; 4],
+    names: &MetadataNames,
+) -> Result<MetadataHeader<'a>> {
+    let len = data.len();
+    let start = usize::try_from(offset_from_end)
+        .ok()
+        .and_then(|o| len.checked_sub(o))
+        .ok_or(MeasureError::FirmwareTruncated {
+            structure: names.structure,
+            needed: usize::try_from(offset_from_end).unwrap_or(usize::MAX),
+            found: len,
+        })?;
+    let bytes = data.get(start..).unwrap_or_default();
+    let found: [u8; 4] = read_le(bytes, 0, names.header)?;
+    if &found != signature {
+        return Err(MeasureError::InvalidMetadata {
+            field: names.signature_field,
+            expected: format!("{:?}", String::from_utf8_lossy(signature)),
+            found: format!("{:?}", String::from_utf8_lossy(&found)),
+        });
+    }
+    let length = u32::from_le_bytes(read_le(bytes, 4, names.header)?);
+    let version = u32::from_le_bytes(read_le(bytes, 8, names.header)?);
+    let count = u32::from_le_bytes(read_le(bytes, 12, names.header)?);
+    if version != 1 {
+        return Err(MeasureError::InvalidMetadata {
+            field: names.version_field,
+            expected: "1".into(),
+            found: version.to_string(),
+        });
+    }
+    Ok(MetadataHeader {
+        bytes,
+        start,
+        length,
+        count,
+    })
 }
 
 /// The footer table's entries, from the last (nearest the footer) to the first.

@@ -17,7 +17,9 @@
 //! would launch something this code does not model: anything it cannot
 //! measure exactly is refused rather than guessed.
 
-use super::ovmf::{parse_footer_table, Guid};
+use super::ovmf::{
+    entry_data_u32, metadata_header, parse_footer_table, Guid, MetadataHeader, MetadataNames,
+};
 use super::{read_le, MeasureError, Result};
 
 /// `e47a6535-984a-4798-865e-4685a7bf8ec2`: offset of the TDVF metadata.
@@ -157,44 +159,24 @@ impl<'a> TdvfFirmware<'a> {
             .find(|(g, _)| *g == TDX_METADATA_OFFSET)
             .map(|(_, d)| *d)
             .ok_or(MeasureError::NoTdvfMetadata)?;
-        let offset_from_end = match offset_entry.get(..4) {
-            Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
-            _ => {
-                return Err(MeasureError::FooterEntryTooShort {
-                    entry: "TDX metadata offset",
-                    needed: 4,
-                    found: offset_entry.len(),
-                })
-            }
-        };
-        let len = data.len();
-        let start = usize::try_from(offset_from_end)
-            .ok()
-            .and_then(|o| len.checked_sub(o))
-            .ok_or(MeasureError::FirmwareTruncated {
+        let offset_from_end = entry_data_u32(offset_entry, "TDX metadata offset")?;
+        let MetadataHeader {
+            bytes: descriptor,
+            start,
+            length,
+            count,
+        } = metadata_header(
+            data,
+            offset_from_end,
+            b"TDVF",
+            &MetadataNames {
                 structure: "TDVF metadata",
-                needed: usize::try_from(offset_from_end).unwrap_or(usize::MAX),
-                found: len,
-            })?;
-        let descriptor = data.get(start..).unwrap_or_default();
-        let signature: [u8; 4] = read_le(descriptor, 0, "TDVF metadata header")?;
-        if &signature != b"TDVF" {
-            return Err(MeasureError::InvalidMetadata {
-                field: "TDVF signature",
-                expected: "\"TDVF\"".into(),
-                found: format!("{:?}", String::from_utf8_lossy(&signature)),
-            });
-        }
-        let length = u32::from_le_bytes(read_le(descriptor, 4, "TDVF metadata header")?);
-        let version = u32::from_le_bytes(read_le(descriptor, 8, "TDVF metadata header")?);
-        let count = u32::from_le_bytes(read_le(descriptor, 12, "TDVF metadata header")?);
-        if version != 1 {
-            return Err(MeasureError::InvalidMetadata {
-                field: "TDVF version",
-                expected: "1".into(),
-                found: version.to_string(),
-            });
-        }
+                header: "TDVF metadata header",
+                signature_field: "TDVF signature",
+                version_field: "TDVF version",
+            },
+        )?;
+        let len = data.len();
         // QEMU requires the declared length to be exactly the header and the
         // entries; anything else is a malformed (or foreign) descriptor.
         let expected_length = u64::from(count)
