@@ -1,15 +1,17 @@
-//! The embedded engine: a llama-architecture model run by candle, in this
-//! process's memory, from the bytes of an unsealed model bundle.
+//! The embedded engine: a llama-architecture model run in this process's
+//! memory, from the bytes of an unsealed model bundle.
 //!
-//! Requests share the weights (candle tensors are reference-counted) and
-//! each gets its own KV cache, so concurrent requests do not wait for each
-//! other beyond the CPU (or GPU) they share.
+//! Requests share the weights (reference-counted) and each gets its own KV
+//! cache, so concurrent requests do not wait for each other beyond the CPU
+//! (or GPU) they share.
 //!
-//! Quantizations candle has no SIMD kernel for on x86 (Q4_1, Q5_0, Q5_1)
-//! are converted to Q8_0 at load: 8-bit blocks hold a 4- or 5-bit block's
-//! values to within 1/254 of the block's largest weight, and the matrix
-//! products run 4× to 25× faster (measured on SmolLM2-135M Q4_1, see
-//! README). `EngineSettings::keep_quantization` turns this off.
+//! GGUF models on the CPU run on Cloister's own forward pass
+//! ([`crate::cpu`]): candle 0.11's x86 kernels left SmolLM2 at about 0.6×
+//! llama.cpp's decoding speed. Everything else runs on candle: GPUs,
+//! safetensors, models that pass does not implement, and `kernels =
+//! "candle"`. On candle, quantizations it has no SIMD kernel for on x86
+//! (Q4_1, Q5_0, Q5_1) are converted to Q8_0 at load unless
+//! `keep_quantization` is set.
 
 use std::collections::HashSet;
 use std::io::Cursor;
@@ -24,6 +26,8 @@ use candle_transformers::models::{llama, quantized_llama};
 use serde::Deserialize;
 
 use crate::bundle::ModelFiles;
+use crate::cpu::llama::{CpuLlama, CpuSession, LoadError};
+use crate::cpu::quant::Kernels;
 use crate::template::ChatTemplate;
 use crate::text::{Detokenizer, Matched, StopMatcher};
 use crate::tokenizer::{self, TokenizerInfo};
@@ -54,8 +58,11 @@ pub struct EngineSettings {
     pub repeat_penalty: f32,
     /// How far back the repeat penalty looks.
     pub repeat_last_n: usize,
-    /// Keep the bundle's quantization even where candle has no fast kernel.
+    /// Keep the bundle's quantization: never requantize a tensor to Q8_0
+    /// (models whose types Cloister's kernels lack then run on candle's).
     pub keep_quantization: bool,
+    /// Whose CPU kernels run GGUF models.
+    pub kernels: CpuKernels,
     /// Run on the first CUDA GPU (builds with the `cuda` feature only).
     pub gpu: bool,
 }
@@ -67,14 +74,28 @@ impl Default for EngineSettings {
             repeat_penalty: 1.1,
             repeat_last_n: 64,
             keep_quantization: false,
+            kernels: CpuKernels::Cloister,
             gpu: false,
         }
     }
 }
 
-/// The weights, in the form candle runs them.
+/// Whose kernels run a GGUF model on the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CpuKernels {
+    /// Cloister's forward pass (`cpu` module): the fast one, for llama
+    /// models without experts or scaled RoPE; others fall back to candle.
+    Cloister,
+    /// candle's `quantized_llama`: for comparison, and for models the
+    /// Cloister pass does not implement.
+    Candle,
+}
+
+/// The weights, in the form their engine runs them.
 #[derive(Clone)]
 enum Weights {
+    Cpu(Arc<CpuLlama>),
     Quantized(Box<quantized_llama::ModelWeights>),
     Full {
         model: Arc<llama::Llama>,
@@ -84,6 +105,7 @@ enum Weights {
 
 /// One request's copy of the model: shared weights, its own KV cache.
 enum Session {
+    Cpu(CpuSession),
     Quantized(Box<quantized_llama::ModelWeights>),
     Full {
         model: Arc<llama::Llama>,
@@ -94,6 +116,18 @@ enum Session {
 impl Session {
     fn forward(&mut self, input: &Tensor, position: usize) -> candle_core::Result<Tensor> {
         match self {
+            Self::Cpu(session) => {
+                if position != session.position() {
+                    candle_core::bail!(
+                        "position {position} given to a session at {}",
+                        session.position()
+                    );
+                }
+                let ids = input.flatten_all()?.to_vec1::<u32>()?;
+                let logits = session.forward(&ids).map_err(candle_core::Error::Msg)?;
+                let n = logits.len();
+                Tensor::from_vec(logits, (1, n), &Device::Cpu)
+            }
             Self::Quantized(m) => m.forward(input, position),
             Self::Full { model, cache } => model.forward(input, position, cache),
         }
@@ -261,19 +295,45 @@ impl CandleEngine {
                 .get("blk.0.attn_q.weight")
                 .map(|i| format!("{:?}", i.ggml_dtype))
                 .unwrap_or_default();
-            let widened = if settings.keep_quantization {
-                None
-            } else {
-                widen_slow_quantizations(&content, gguf, device)?
-            };
             let name = settings
                 .model_id
                 .clone()
                 .or_else(|| metadata_string(&content, "general.name"))
                 .unwrap_or_else(|| "model".into());
+            let layers = metadata_u32(&content, "llama.block_count").unwrap_or(0);
+            if device.is_cpu() && settings.kernels == CpuKernels::Cloister {
+                let kernels = Kernels::detect();
+                match CpuLlama::from_gguf(&content, gguf, kernels, !settings.keep_quantization) {
+                    Ok(model) => {
+                        return Ok(Loaded {
+                            model_id: name.clone(),
+                            weights: Weights::Cpu(Arc::new(model)),
+                            tokenizer,
+                            template: template_source,
+                            context,
+                            description: format!(
+                                "{name}: GGUF llama, {layers} layers, {quantization} on Cloister's {} kernels",
+                                kernels.name()
+                            ),
+                        })
+                    }
+                    Err(LoadError::Unsupported(why)) => {
+                        tracing::info!(reason = %why, "the model runs on candle's kernels");
+                    }
+                    Err(LoadError::Invalid(e)) => {
+                        return Err(EngineError::Failed(format!(
+                            "loading the GGUF weights: {e}"
+                        )))
+                    }
+                }
+            }
+            let widened = if settings.keep_quantization {
+                None
+            } else {
+                widen_slow_quantizations(&content, gguf, device)?
+            };
             let description = format!(
-                "{name}: GGUF llama, {} layers, {quantization}{}",
-                metadata_u32(&content, "llama.block_count").unwrap_or(0),
+                "{name}: GGUF llama, {layers} layers, {quantization}{} on candle's kernels",
                 if widened.is_some() {
                     " run as Q8_0"
                 } else {
@@ -442,6 +502,7 @@ impl CandleEngine {
 
     fn session(&self) -> Result<Session, EngineError> {
         Ok(match &self.weights {
+            Weights::Cpu(model) => Session::Cpu(CpuSession::new(Arc::clone(model))),
             Weights::Quantized(w) => {
                 let mut w = w.clone();
                 w.clear_kv_cache();

@@ -14,6 +14,7 @@
 //! refuses to compile in a build without debug assertions.
 
 pub mod bundle;
+mod cpu;
 #[cfg(feature = "test-engine")]
 pub mod echo;
 pub mod embedded;
