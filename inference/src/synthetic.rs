@@ -185,6 +185,15 @@ impl TinyLlama {
     /// The model as a GGUF file (F32 tensors), with a ChatML template and
     /// SmolLM's tokenizer settings.
     pub fn gguf(&self) -> Result<Vec<u8>, EngineError> {
+        self.gguf_with(candle_core::quantized::GgmlDType::F32)
+    }
+
+    /// The model as a GGUF file with its weight matrices quantized to
+    /// `matrices` (norms stay F32), for tests of quantized kernels.
+    pub fn gguf_with(
+        &self,
+        matrices: candle_core::quantized::GgmlDType,
+    ) -> Result<Vec<u8>, EngineError> {
         use gguf_file::Value;
         let tokens = vocabulary();
         let u32v = |n: usize| Value::U32(u32::try_from(n).unwrap_or(u32::MAX));
@@ -224,10 +233,12 @@ impl TinyLlama {
         let tensors = weights
             .iter()
             .map(|(name, _, t)| {
-                Ok((
-                    name.as_str(),
-                    QTensor::quantize(t, candle_core::quantized::GgmlDType::F32).map_err(err)?,
-                ))
+                let dtype = if t.rank() == 2 {
+                    matrices
+                } else {
+                    candle_core::quantized::GgmlDType::F32
+                };
+                Ok((name.as_str(), QTensor::quantize(t, dtype).map_err(err)?))
             })
             .collect::<Result<Vec<_>, EngineError>>()?;
         let md: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();

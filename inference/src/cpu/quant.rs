@@ -421,6 +421,7 @@ impl Kernels {
 
     /// The portable kernels only: the reference the SIMD ones are tested
     /// against.
+    #[cfg(test)]
     pub(crate) fn scalar() -> Self {
         Self { avx2: None }
     }
@@ -702,15 +703,19 @@ mod tests {
         let mut out = Vec::new();
         for i in 0..acts.rows {
             let a = acts.row(i);
-            let x: Vec<f64> = a
-                .q
-                .iter()
-                .zip(a.d)
-                .flat_map(|(q, &d)| q.iter().map(move |&v| f64::from(v) * f64::from(d)))
-                .collect();
+            let x: Vec<f64> =
+                a.q.iter()
+                    .zip(a.d)
+                    .flat_map(|(q, &d)| q.iter().map(move |&v| f64::from(v) * f64::from(d)))
+                    .collect();
             for r in 0..rows {
                 let w = &weights[r * cols..(r + 1) * cols];
-                out.push(w.iter().zip(&x).map(|(&w, x)| f64::from(w) * x).sum::<f64>() as f32);
+                out.push(
+                    w.iter()
+                        .zip(&x)
+                        .map(|(&w, x)| f64::from(w) * x)
+                        .sum::<f64>() as f32,
+                );
             }
         }
         out
