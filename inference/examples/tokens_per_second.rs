@@ -6,12 +6,14 @@
 //!
 //! The prompt is the ChatML text both engines are given; generation is
 //! greedy, exactly 64 tokens (end-of-turn ignored), no repeat penalty.
+//! `KERNELS=candle` runs candle's kernels instead of Cloister's, and
+//! `KEEP_QUANTIZATION=1` keeps the file's types on candle.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::ops::ControlFlow;
 use std::time::Instant;
 
-use cloister_inference::embedded::{CandleEngine, EngineSettings};
+use cloister_inference::embedded::{CandleEngine, CpuKernels, EngineSettings};
 use cloister_inference::GenerationParams;
 
 const PROMPT: &str = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nWhat is the first-line treatment for hypertension?<|im_end|>\n<|im_start|>assistant\n";
@@ -29,8 +31,14 @@ fn main() {
         .expect("usage: tokens_per_second MODEL [RUNS] [--keep-quantization]");
     let runs: usize = args
         .next()
-        .map_or(5, |r| r.parse().expect("RUNS is a number"));
+        .map_or(5, |r| r.parse().expect("RUNS is a number"))
+        .max(1);
     let keep = std::env::var("KEEP_QUANTIZATION").is_ok();
+    let kernels = match std::env::var("KERNELS").as_deref() {
+        Ok("candle") => CpuKernels::Candle,
+        Ok("cloister") | Err(_) => CpuKernels::Cloister,
+        Ok(other) => panic!("KERNELS={other}: expected cloister or candle"),
+    };
     let bytes = std::fs::read(&path).expect("cannot read the model");
     let loaded = Instant::now();
     let engine = CandleEngine::load(
@@ -38,6 +46,7 @@ fn main() {
         EngineSettings {
             repeat_penalty: 1.0,
             keep_quantization: keep,
+            kernels,
             ..EngineSettings::default()
         },
     )
@@ -76,9 +85,15 @@ fn main() {
     println!(
         "{}",
         serde_json::json!({
-            "engine": "cloister-candle",
+            "engine": match kernels {
+                CpuKernels::Cloister => "cloister (Cloister's kernels)",
+                CpuKernels::Candle => "cloister (candle 0.11's kernels)",
+            },
             "model": engine.description(),
-            "threads": candle_core::utils::get_num_threads(),
+            "threads": match kernels {
+                CpuKernels::Cloister => rayon::current_num_threads(),
+                CpuKernels::Candle => candle_core::utils::get_num_threads(),
+            },
             "load_ms": load_ms,
             "prompt_tokens": ids.len(),
             "prompt_ids": ids,
