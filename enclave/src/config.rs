@@ -241,6 +241,17 @@ mod tests {
     }
 
     #[test]
+    fn the_embedded_engine_names_its_kernels() {
+        use cloister_inference::embedded::CpuKernels;
+        let base = &format!("[identity]\naudience = \"a\"\nissuers = []\n{POLICY}");
+        let parse = |extra: &str| toml::from_str::<EnclaveConfig>(&format!("{base}{extra}"));
+        assert_eq!(parse("").unwrap().candle.kernels, CpuKernels::Cloister);
+        let candle = parse("[candle]\nkernels = \"candle\"\n").unwrap();
+        assert_eq!(candle.candle.kernels, CpuKernels::Candle);
+        assert!(parse("[candle]\nkernels = \"fast\"\n").is_err());
+    }
+
+    #[test]
     fn sealed_bundles_need_a_broker_and_unique_names() {
         let base = &format!("[identity]\naudience = \"a\"\nissuers = []\n{POLICY}");
         let bundle = "[[sealed]]\nname = \"model\"\nkey_id = \"k\"\nkind = \"model\"\n";

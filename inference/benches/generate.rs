@@ -2,6 +2,8 @@
 //!
 //! - `raw`: 64 tokens generated greedily from prompt token ids
 //!   (`CandleEngine::generate_tokens`), the work itself;
+//! - `raw/candle-kernels`: the same on candle 0.11's CPU kernels
+//!   (`kernels = "candle"`), the baseline Cloister's own pass replaced;
 //! - `chat`: the same through `Engine::generate`, adding the chat template,
 //!   tokenization and streaming decode;
 //! - `chat+retrieval`: as `chat`, after embedding the question and ranking
@@ -14,7 +16,7 @@
 
 use std::ops::ControlFlow;
 
-use cloister_inference::embedded::{CandleEngine, EngineSettings};
+use cloister_inference::embedded::{CandleEngine, CpuKernels, EngineSettings};
 use cloister_inference::retrieval::{build_bundle, Index, Passage};
 use cloister_inference::synthetic::{tiny_embedder, TinyLlama};
 use cloister_inference::{ChatMessage, Engine, GenerationParams};
@@ -63,6 +65,15 @@ fn bench(c: &mut Criterion) {
         },
     )
     .unwrap();
+    let on_candle = CandleEngine::load(
+        &model(),
+        EngineSettings {
+            repeat_penalty: 1.0,
+            kernels: CpuKernels::Candle,
+            ..EngineSettings::default()
+        },
+    )
+    .unwrap();
     let index = Index::load(&corpus()).unwrap();
     let params = GenerationParams {
         max_tokens: 64,
@@ -85,6 +96,13 @@ fn bench(c: &mut Criterion) {
     group.bench_function("raw", |b| {
         b.iter(|| {
             engine
+                .generate_tokens(&prompt, &params, &mut |_| ControlFlow::Continue(()))
+                .unwrap()
+        });
+    });
+    group.bench_function("raw/candle-kernels", |b| {
+        b.iter(|| {
+            on_candle
                 .generate_tokens(&prompt, &params, &mut |_| ControlFlow::Continue(()))
                 .unwrap()
         });
