@@ -18,7 +18,7 @@ use cloister_attestation::collect::EvidenceSource;
 use cloister_attestation::ratls::{RaTlsError, RaTlsIdentity};
 use cloister_audit::record::{Outcome, StreamEnd};
 use cloister_audit::{AuditLog, Event, SealedFields};
-use cloister_inference::{ChatMessage, Completion, Engine, EngineError, GenerationParams};
+use cloister_inference::{tasks, ChatMessage, Completion, Engine, EngineError, GenerationParams};
 use cloister_policy::abi::{Gate, Request as PolicyRequest};
 use cloister_policy::identity::{Caller, TokenError, TokenVerifier};
 use cloister_policy::{GateOutcome, LoadedBundle};
@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 
 use crate::audit::Draft;
 use crate::config::Limits;
-use crate::grounding::{self, Citation, Grounded, Grounding};
+use crate::grounding::{Citation, Grounded, Grounding};
 use crate::policy::{self, QueryContext};
 
 /// What every request handler can reach.
@@ -508,13 +508,10 @@ async fn handle_chat(
             "cloister.patient names a different patient than the FHIR bundle holds".into(),
         ));
     }
-    if !grounding::TASKS.contains(&task.as_str()) {
+    if !tasks::TASKS.contains(&task.as_str()) {
         return Err(ApiError::bad_request(
             "unknown_task",
-            format!(
-                "cloister.task must be one of {}",
-                grounding::TASKS.join(", ")
-            ),
+            format!("cloister.task must be one of {}", tasks::TASKS.join(", ")),
         ));
     }
     if task == "prior_auth" && record.is_none() {
@@ -775,7 +772,7 @@ fn ground(state: &AppState, query: &mut ChatQuery) -> Result<(), EngineError> {
             .sources
             .clone_from(&query.grounded.sources);
     }
-    grounding::apply(
+    tasks::apply(
         &query.task,
         &mut query.messages,
         query.record.as_deref(),

@@ -1,19 +1,17 @@
 //! Clinical tasks and grounding: what the enclave adds to a chat before the
 //! model sees it.
 //!
-//! Each task has a system prompt. `guideline_qa` and `prior_auth` retrieve
+//! Each task has a system prompt (`cloister_inference::tasks`). `guideline_qa` and `prior_auth` retrieve
 //! guideline passages from the sealed corpus and quote them, numbered
 //! `[S1]`…, so the answer can cite them and the `citations` policy module
 //! can check it did; `summarize` (when given one) and `prior_auth` quote the
 //! patient record read from the request's FHIR bundle. `chat` adds nothing.
 
 use cloister_inference::retrieval::Index;
-use cloister_inference::{ChatMessage, EngineError};
+use cloister_inference::tasks;
+use cloister_inference::EngineError;
 use cloister_policy::abi::Source;
 use serde::Deserialize;
-
-/// The tasks the API knows.
-pub(crate) const TASKS: [&str; 4] = ["chat", "guideline_qa", "summarize", "prior_auth"];
 
 /// `[retrieval]` in enclave.toml.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -121,7 +119,7 @@ impl Grounding {
         grounded.passages_text = hits
             .iter()
             .zip(&grounded.citations)
-            .map(|(h, c)| format!("[{}] {} — {}\n{}", c.id, c.title, c.section, h.passage.text))
+            .map(|(h, c)| tasks::quote(&c.id, h.passage))
             .collect();
         Ok(grounded)
     }
@@ -161,50 +159,6 @@ fn cited_ids(answer: &str) -> Vec<&str> {
     ids
 }
 
-/// The system prompt for `task`, with the patient record and sources.
-pub(crate) fn system_prompt(
-    task: &str,
-    record: Option<&str>,
-    passages: &[String],
-) -> Option<String> {
-    let mut prompt = match task {
-        "guideline_qa" => "You are a clinical decision-support assistant. Answer the clinician's question using only the guideline sources below. After each statement, cite the source it rests on by its ID in brackets, for example [S1]. If the sources do not answer the question, say so.".to_owned(),
-        "summarize" if record.is_some() => "You are a clinical documentation assistant. Summarise the patient's history from the record below for a clinician: active problems, medications, recent results, and anything needing follow-up. Use only the record; do not invent findings.".to_owned(),
-        // Without a record, what to summarise is in the chat (a visit
-        // transcript, a note).
-        "summarize" => "You are a clinical documentation assistant. Summarise the text you are given for a clinician: problems, medications, results and follow-up. Use only that text; do not invent findings.".to_owned(),
-        "prior_auth" => "You are drafting a prior-authorization letter to a health insurer for the requested service, on behalf of the treating clinician. Use the patient record and the guideline sources below to justify medical necessity, citing sources by ID in brackets, for example [S1]. Do not invent findings.".to_owned(),
-        _ => return None,
-    };
-    if let Some(record) = record {
-        prompt.push_str("\n\nPatient record:\n");
-        prompt.push_str(record);
-    }
-    if !passages.is_empty() {
-        prompt.push_str("\n\nSources:\n");
-        prompt.push_str(&passages.join("\n\n"));
-    }
-    Some(prompt)
-}
-
-/// Puts the task's system prompt before the chat.
-pub(crate) fn apply(
-    task: &str,
-    messages: &mut Vec<ChatMessage>,
-    record: Option<&str>,
-    passages: &[String],
-) {
-    if let Some(system) = system_prompt(task, record, passages) {
-        messages.insert(
-            0,
-            ChatMessage {
-                role: "system".into(),
-                content: system,
-            },
-        );
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::indexing_slicing)]
@@ -218,21 +172,5 @@ mod tests {
         );
         assert!(cited_ids("[sic] and [1-2] are prose").is_empty());
         assert!(cited_ids("unclosed [S1").is_empty());
-    }
-
-    #[test]
-    fn tasks_get_their_prompts() {
-        let mut m = vec![ChatMessage {
-            role: "user".into(),
-            content: "q".into(),
-        }];
-        apply("chat", &mut m, None, &[]);
-        assert_eq!(m.len(), 1);
-        apply("summarize", &mut m, Some("Patient: female."), &[]);
-        assert_eq!(m[0].role, "system");
-        assert!(m[0].content.contains("Patient record:\nPatient: female."));
-        let p =
-            system_prompt("guideline_qa", None, &["[S1] T — s\ntext".into()]).unwrap_or_default();
-        assert!(p.contains("Sources:\n[S1] T"));
     }
 }

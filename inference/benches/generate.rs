@@ -17,8 +17,8 @@
 use std::ops::ControlFlow;
 
 use cloister_inference::embedded::{CandleEngine, CpuKernels, EngineSettings};
-use cloister_inference::retrieval::{build_bundle, Index, Passage};
-use cloister_inference::synthetic::{tiny_embedder, TinyLlama};
+use cloister_inference::retrieval::Index;
+use cloister_inference::synthetic::{tiny_corpus, TinyLlama};
 use cloister_inference::{ChatMessage, Engine, GenerationParams};
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -35,25 +35,7 @@ fn corpus() -> Vec<u8> {
     if let Some(path) = std::env::var_os("CLOISTER_BENCH_CORPUS") {
         return std::fs::read(path).expect("CLOISTER_BENCH_CORPUS is unreadable");
     }
-    let (config, tokenizer, weights) = tiny_embedder().unwrap();
-    let passages = (0..200)
-        .map(|i| Passage {
-            id: format!("g/s#{i}"),
-            guideline: "g".into(),
-            title: "Guideline".into(),
-            section: "s".into(),
-            doi: String::new(),
-            year: None,
-            text: format!("passage {i} about dose and renal function and stroke"),
-        })
-        .collect();
-    build_bundle(
-        "bench",
-        passages,
-        (&config, &tokenizer, weights),
-        &mut |_| {},
-    )
-    .unwrap()
+    tiny_corpus(200).unwrap()
 }
 
 fn bench(c: &mut Criterion) {

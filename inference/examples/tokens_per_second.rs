@@ -26,9 +26,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let path = args
-        .next()
-        .expect("usage: tokens_per_second MODEL [RUNS] [--keep-quantization]");
+    let path = args.next().expect("usage: tokens_per_second MODEL [RUNS]");
     let runs: usize = args
         .next()
         .map_or(5, |r| r.parse().expect("RUNS is a number"))
@@ -37,7 +35,10 @@ fn main() {
     let kernels = match std::env::var("KERNELS").as_deref() {
         Ok("candle") => CpuKernels::Candle,
         Ok("cloister") | Err(_) => CpuKernels::Cloister,
-        Ok(other) => panic!("KERNELS={other}: expected cloister or candle"),
+        Ok(other) => {
+            eprintln!("KERNELS={other}: expected cloister or candle");
+            std::process::exit(2);
+        }
     };
     let bytes = std::fs::read(&path).expect("cannot read the model");
     let loaded = Instant::now();

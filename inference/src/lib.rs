@@ -7,7 +7,8 @@
 //! without the enclave knowing which it drives.
 //!
 //! [`retrieval`] embeds guideline passages and finds the ones a question
-//! rests on, so answers can cite them.
+//! rests on, so answers can cite them; [`tasks`] builds the clinical
+//! tasks' prompts around them.
 //!
 //! With the `test-engine` feature this crate also has [`echo::EchoEngine`],
 //! a deterministic stand-in for tests of everything around inference. It
@@ -21,6 +22,7 @@ pub mod embedded;
 pub mod openai;
 pub mod retrieval;
 pub mod synthetic;
+pub mod tasks;
 mod template;
 mod text;
 mod tokenizer;

@@ -425,3 +425,27 @@ pub fn tiny_embedder() -> Result<EmbedderFiles, EngineError> {
         weights?,
     ))
 }
+
+/// A corpus bundle of `passages` near-identical passages about apixaban,
+/// embedded with [`tiny_embedder`]: for benchmarks of retrieval's cost,
+/// which depends on the corpus's size and not on what it says.
+pub fn tiny_corpus(passages: usize) -> Result<Vec<u8>, EngineError> {
+    let (config, tokenizer, weights) = tiny_embedder()?;
+    let passages = (0..passages)
+        .map(|i| crate::retrieval::Passage {
+            id: format!("g/s#{i}"),
+            guideline: "g".into(),
+            title: "Guideline".into(),
+            section: "s".into(),
+            doi: String::new(),
+            year: None,
+            text: format!("passage {i} about the dose of apixaban, renal function and stroke"),
+        })
+        .collect();
+    crate::retrieval::build_bundle(
+        "synthetic",
+        passages,
+        (&config, &tokenizer, weights),
+        &mut |_| {},
+    )
+}
