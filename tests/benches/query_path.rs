@@ -142,7 +142,7 @@ fn bench(c: &mut Criterion) {
             body: json!({
                 "messages": [user(QUESTION)],
                 "max_tokens": TOKENS,
-                "task": "guideline_qa",
+                "cloister": { "task": "guideline_qa" },
             }),
             grounded,
         },
