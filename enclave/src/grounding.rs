@@ -1,10 +1,10 @@
 //! Clinical tasks and grounding: what the enclave adds to a chat before the
 //! model sees it.
 //!
-//! Each task has a system prompt (`cloister_inference::tasks`). `guideline_qa` and `prior_auth` retrieve
-//! guideline passages from the sealed corpus and quote them, numbered
-//! `[S1]`…, so the answer can cite them and the `citations` policy module
-//! can check it did; `summarize` (when given one) and `prior_auth` quote the
+//! Each task has a system prompt (`cloister_inference::tasks`).
+//! `guideline_qa` and `prior_auth` retrieve guideline passages from the
+//! sealed corpus and quote them, numbered `[S1]`…, so the answer can cite
+//! them and the `citations` policy module can check it did; `summarize` (when given one) and `prior_auth` quote the
 //! patient record read from the request's FHIR bundle. `chat` adds nothing.
 
 use cloister_inference::retrieval::Index;
