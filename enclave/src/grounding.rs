@@ -4,8 +4,9 @@
 //! Each task has a system prompt (`cloister_inference::tasks`).
 //! `guideline_qa` and `prior_auth` retrieve guideline passages from the
 //! sealed corpus and quote them, numbered `[S1]`…, so the answer can cite
-//! them and the `citations` policy module can check it did; `summarize` (when given one) and `prior_auth` quote the
-//! patient record read from the request's FHIR bundle. `chat` adds nothing.
+//! them and the `citations` policy module can check it did; `summarize`
+//! (when given one) and `prior_auth` quote the patient record read from the
+//! request's FHIR bundle. `chat` adds nothing.
 
 use cloister_inference::retrieval::Index;
 use cloister_inference::tasks;
