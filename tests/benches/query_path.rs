@@ -63,20 +63,38 @@ struct Query {
     task: &'static str,
     body: Value,
     grounded: Vec<ChatMessage>,
+    /// The corpus passages quoted in `grounded`, which the enclave must
+    /// list as its citations: a refusal carries no text to compare, so
+    /// this is what shows the enclave retrieved what the baseline quotes.
+    sources: Vec<String>,
 }
 
 /// Whether the enclave's verdict on a query agrees with the baseline's
-/// answer: the same text where it is allowed, or a refusal by the
-/// `citations` module (the standard bundle's `on_missing = "deny"`) where
-/// the answer cites none of the sources.
-fn agrees(served: &Result<cloister::client::ChatAnswer, ClientError>, raw: &Completion) -> bool {
+/// answer: the same sources retrieved, and the same text where it is
+/// allowed or a refusal by the `citations` module (the standard bundle's
+/// `on_missing = "deny"`) where the answer cites none of them.
+fn agrees(
+    served: &Result<cloister::client::ChatAnswer, ClientError>,
+    raw: &Completion,
+    sources: &[String],
+) -> bool {
+    let same_sources = |cloister: Option<&Value>| {
+        let listed: Option<Vec<&str>> = cloister
+            .and_then(|c| c.get("citations"))
+            .and_then(Value::as_array)
+            .map(|cs| cs.iter().filter_map(|c| c["passage"].as_str()).collect());
+        listed.is_some_and(|listed| listed == sources)
+    };
     match served {
         Ok(answer) => {
             answer.text == raw.text
                 && answer.raw.pointer("/usage/completion_tokens")
                     == Some(&json!(raw.completion_tokens))
+                && same_sources(answer.raw.get("cloister"))
         }
-        Err(ClientError::Api { code, .. }) => code == "no_citation" && !raw.text.contains("[S"),
+        Err(ClientError::Api { code, cloister, .. }) => {
+            code == "no_citation" && !raw.text.contains("[S") && same_sources(Some(cloister))
+        }
         Err(_) => false,
     }
 }
@@ -115,9 +133,9 @@ fn bench(c: &mut Criterion) {
     )
     .unwrap();
     let index = Index::load(&corpus).unwrap();
-    let passages: Vec<String> = index
-        .search(QUESTION, TOP_K, MIN_SCORE)
-        .unwrap()
+    let hits = index.search(QUESTION, TOP_K, MIN_SCORE).unwrap();
+    let sources: Vec<String> = hits.iter().map(|hit| hit.passage.id.clone()).collect();
+    let passages: Vec<String> = hits
         .iter()
         .enumerate()
         .map(|(i, hit)| tasks::quote(&format!("S{}", i + 1), hit.passage))
@@ -136,6 +154,7 @@ fn bench(c: &mut Criterion) {
             task: "chat",
             body: json!({ "messages": chat, "max_tokens": TOKENS }),
             grounded: chat.clone(),
+            sources: Vec::new(),
         },
         Query {
             task: "guideline_qa",
@@ -145,6 +164,7 @@ fn bench(c: &mut Criterion) {
                 "cloister": { "task": "guideline_qa" },
             }),
             grounded,
+            sources,
         },
     ];
     let params = GenerationParams {
@@ -168,7 +188,7 @@ fn bench(c: &mut Criterion) {
             .unwrap();
         let served = ask(&query.body);
         assert!(
-            agrees(&served, &raw),
+            agrees(&served, &raw, &query.sources),
             "{}: the enclave and the baseline disagree: {served:?} against {:?}",
             query.task,
             raw.text
@@ -184,7 +204,7 @@ fn bench(c: &mut Criterion) {
         // A fresh attested connection per query (RA-TLS handshake and
         // appraisal included): the most a query can cost a client.
         group.bench_function("enclave_via_relay", |b| {
-            b.iter(|| assert!(agrees(&ask(&query.body), &raw)));
+            b.iter(|| assert!(agrees(&ask(&query.body), &raw, &query.sources)));
         });
         group.bench_function("raw_generation", |b| {
             b.iter(|| {
